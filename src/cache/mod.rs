@@ -1,0 +1,456 @@
+//! A sharded, bounded, concurrent cache.
+//!
+//! ```text
+//!   Cache ── hash once ──► shard = hash bits 32.. ──► Shard (RwLock)
+//!                                                   ├─ table: hash → slab index
+//!                                                   ├─ slab: key, value, hash (dense)
+//!                                                   ├─ policy: eviction (per shard)
+//!                                                   └─ expiry: timer wheel (when used)
+//! ```
+//!
+//! * **No global lock.** Each key hashes to one shard; a shard has its own
+//!   reader-writer lock, table, eviction policy and timer wheel, so reads on
+//!   different shards never touch the same memory, and reads on the same shard
+//!   share its lock.
+//! * **Bounded** by entry count ([`CacheBuilder::max_capacity`]) or by weight
+//!   ([`CacheBuilder::max_weight`] with a weigher). Each shard gets an equal
+//!   part of the bound.
+//! * **Expiry**: a default time-to-live, a per-entry one
+//!   ([`Cache::insert_with_ttl`]) and an optional time-to-idle. An expired
+//!   entry is never returned; it is reclaimed by a timer wheel a few entries
+//!   at a time, during writes, so no caller pays for a sweep.
+//! * **Values are returned by clone.** Store `Arc<V>` for values that are
+//!   expensive to clone; the cache then hands out cheap reference-counted
+//!   handles.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use surgeguard::cache::Cache;
+//!
+//! struct Product { name: String }
+//!
+//! let cache: Cache<u64, Arc<Product>> = Cache::builder()
+//!     .max_capacity(100_000)
+//!     .time_to_live(Duration::from_secs(60))
+//!     .build()?;
+//! cache.insert(7, Arc::new(Product { name: "kettle".into() }));
+//! let hit: Option<Arc<Product>> = cache.get(&7);
+//! assert_eq!(hit.unwrap().name, "kettle");
+//! # Ok::<(), surgeguard::cache::BuildError>(())
+//! ```
+
+mod builder;
+mod expiry;
+mod policy;
+mod shard;
+mod stats;
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use builder::{BuildError, CacheBuilder, MAX_DURATION, MAX_SHARDS};
+pub use stats::CacheStats;
+
+use crate::clock::{duration_to_nanos, Clock};
+use expiry::NEVER;
+use shard::Shard;
+
+type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync + 'static>;
+
+/// Settings every shard consults.
+pub(crate) struct Config<K, V> {
+    clock: Arc<dyn Clock>,
+    /// Nanoseconds.
+    time_to_live: Option<u64>,
+    /// Nanoseconds.
+    time_to_idle: Option<u64>,
+    weigher: Option<Weigher<K, V>>,
+}
+
+impl<K, V> Config<K, V> {
+    #[inline]
+    fn now(&self) -> u64 {
+        self.clock.now().as_nanos()
+    }
+}
+
+/// A concurrent cache; see the [module documentation](self).
+///
+/// `Cache` is a cheap handle: clones share the same entries.
+///
+/// ```
+/// use surgeguard::cache::Cache;
+///
+/// let cache: Cache<&'static str, u32> = Cache::builder().max_capacity(2).build()?;
+/// let shared = cache.clone();
+/// std::thread::spawn(move || shared.insert("a", 1)).join().unwrap();
+/// assert_eq!(cache.get("a"), Some(1));
+/// # Ok::<(), surgeguard::cache::BuildError>(())
+/// ```
+pub struct Cache<K, V, S = ahash::RandomState> {
+    inner: Arc<Inner<K, V, S>>,
+}
+
+struct Inner<K, V, S> {
+    shards: Box<[CacheLinePadded<Shard<K, V>>]>,
+    shard_mask: u64,
+    hasher: S,
+    capacity: u64,
+    config: Config<K, V>,
+}
+
+/// Keeps neighbouring shards' locks off each other's cache lines (128 bytes
+/// covers the adjacent-line prefetcher on x86).
+#[repr(align(128))]
+struct CacheLinePadded<T>(T);
+
+impl<K, V> Cache<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// Starts configuring a cache.
+    ///
+    /// ```
+    /// # use surgeguard::cache::Cache;
+    /// let cache: Cache<u64, String> = Cache::builder().max_capacity(10).build()?;
+    /// # Ok::<(), surgeguard::cache::BuildError>(())
+    /// ```
+    pub fn builder() -> CacheBuilder<K, V> {
+        CacheBuilder::default()
+    }
+}
+
+impl<K, V, S> Cache<K, V, S>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher,
+{
+    fn from_parts(capacity: u64, shards: usize, hasher: S, config: Config<K, V>) -> Self {
+        let count_bound = config.weigher.is_none();
+        let (base, extra) = (capacity / shards as u64, capacity % shards as u64);
+        let shards: Box<[_]> = (0..shards as u64)
+            .map(|i| CacheLinePadded(Shard::new(base + u64::from(i < extra), count_bound)))
+            .collect();
+        Cache {
+            inner: Arc::new(Inner {
+                shard_mask: shards.len() as u64 - 1,
+                shards,
+                hasher,
+                capacity,
+                config,
+            }),
+        }
+    }
+
+    /// The value for `key`, if present and not expired.
+    ///
+    /// ```
+    /// # use surgeguard::cache::Cache;
+    /// let cache: Cache<String, u32> = Cache::builder().max_capacity(10).build()?;
+    /// cache.insert("a".to_string(), 1);
+    /// assert_eq!(cache.get("a"), Some(1)); // borrowed forms work
+    /// assert_eq!(cache.get("b"), None);
+    /// # Ok::<(), surgeguard::cache::BuildError>(())
+    /// ```
+    #[inline]
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, shard) = self.locate(key);
+        shard.get(hash, key, &self.inner.config)
+    }
+
+    /// Whether `key` is present and not expired. Unlike [`get`](Self::get),
+    /// this neither counts as a use for the eviction policy nor in the stats.
+    ///
+    /// ```
+    /// # use surgeguard::cache::Cache;
+    /// let cache: Cache<u64, u64> = Cache::builder().max_capacity(10).build()?;
+    /// cache.insert(1, 1);
+    /// assert!(cache.contains_key(&1));
+    /// assert!(!cache.contains_key(&2));
+    /// # Ok::<(), surgeguard::cache::BuildError>(())
+    /// ```
+    pub fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, shard) = self.locate(key);
+        shard.contains(hash, key, &self.inner.config)
+    }
+
+    /// Stores `value` under `key` with the cache's default time-to-live,
+    /// replacing any previous value. The eviction policy may decline to keep a
+    /// new entry it judges colder than what it would have to evict; an entry
+    /// heavier than [`max_entry_weight`](Self::max_entry_weight) is never
+    /// kept (counted in [`CacheStats::rejected`]) and removes the key's older
+    /// value.
+    ///
+    /// ```
+    /// # use surgeguard::cache::Cache;
+    /// let cache: Cache<u64, &str> = Cache::builder().max_capacity(10).build()?;
+    /// cache.insert(1, "one");
+    /// cache.insert(1, "uno");
+    /// assert_eq!(cache.get(&1), Some("uno"));
+    /// # Ok::<(), surgeguard::cache::BuildError>(())
+    /// ```
+    pub fn insert(&self, key: K, value: V) {
+        let deadline = self
+            .inner
+            .config
+            .time_to_live
+            .map_or(NEVER, |ttl| self.inner.config.now().saturating_add(ttl));
+        self.insert_until(key, value, deadline);
+    }
+
+    /// Stores `value` under `key`, expiring after `ttl` instead of the default.
+    /// A zero `ttl` stores nothing (the value would already be expired) and
+    /// removes any older value; a `ttl` too long to represent (about 584
+    /// years) means "never".
+    ///
+    /// ```
+    /// # use surgeguard::cache::Cache;
+    /// use std::time::Duration;
+    /// use surgeguard::clock::ManualClock;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cache: Cache<u64, u64> = Cache::builder().max_capacity(10).clock(clock.clone()).build()?;
+    /// cache.insert_with_ttl(1, 10, Duration::from_secs(5));
+    /// clock.advance(Duration::from_secs(4));
+    /// assert_eq!(cache.get(&1), Some(10));
+    /// clock.advance(Duration::from_secs(1));
+    /// assert_eq!(cache.get(&1), None);
+    /// # Ok::<(), surgeguard::cache::BuildError>(())
+    /// ```
+    pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
+        if ttl.is_zero() {
+            drop(self.remove(&key));
+            return;
+        }
+        let deadline = self
+            .inner
+            .config
+            .now()
+            .saturating_add(duration_to_nanos(ttl));
+        self.insert_until(key, value, deadline);
+    }
+
+    fn insert_until(&self, key: K, value: V, deadline: u64) {
+        let config = &self.inner.config;
+        let weight = config
+            .weigher
+            .as_ref()
+            .map_or(1, |weigh| weigh(&key, &value).max(1));
+        let (hash, shard) = self.locate(&key);
+        let displaced = shard.insert(hash, key, value, weight, deadline, config);
+        // Dropped here, after the shard's lock is released.
+        drop(displaced);
+    }
+
+    /// Removes `key`, returning its value if it was present and not expired.
+    ///
+    /// ```
+    /// # use surgeguard::cache::Cache;
+    /// let cache: Cache<u64, u64> = Cache::builder().max_capacity(10).build()?;
+    /// cache.insert(1, 10);
+    /// assert_eq!(cache.remove(&1), Some(10));
+    /// assert_eq!(cache.remove(&1), None);
+    /// # Ok::<(), surgeguard::cache::BuildError>(())
+    /// ```
+    pub fn remove<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, shard) = self.locate(key);
+        shard.remove(hash, key, &self.inner.config)
+    }
+
+    /// Removes every entry. Each shard is cleared under its own lock, one
+    /// after the other; the entries are dropped after each lock is released.
+    ///
+    /// ```
+    /// # use surgeguard::cache::Cache;
+    /// let cache: Cache<u64, u64> = Cache::builder().max_capacity(10).build()?;
+    /// cache.insert(1, 10);
+    /// cache.invalidate_all();
+    /// assert!(cache.is_empty());
+    /// # Ok::<(), surgeguard::cache::BuildError>(())
+    /// ```
+    pub fn invalidate_all(&self) {
+        for shard in self.inner.shards.iter() {
+            drop(shard.0.clear());
+        }
+    }
+
+    /// The number of stored entries, including expired ones not yet
+    /// reclaimed. Read without locks, so only a snapshot under concurrency.
+    ///
+    /// ```
+    /// # use surgeguard::cache::Cache;
+    /// let cache: Cache<u64, u64> = Cache::builder().max_capacity(10).build()?;
+    /// cache.insert(1, 10);
+    /// assert_eq!(cache.len(), 1);
+    /// # Ok::<(), surgeguard::cache::BuildError>(())
+    /// ```
+    pub fn len(&self) -> usize {
+        self.inner.shards.iter().map(|shard| shard.0.len()).sum()
+    }
+
+    /// Whether [`len`](Self::len) is zero.
+    ///
+    /// ```
+    /// # use surgeguard::cache::Cache;
+    /// let cache: Cache<u64, u64> = Cache::builder().max_capacity(10).build()?;
+    /// assert!(cache.is_empty());
+    /// # Ok::<(), surgeguard::cache::BuildError>(())
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The total weight of stored entries (their count, without a weigher).
+    ///
+    /// ```
+    /// # use surgeguard::cache::Cache;
+    /// let cache: Cache<u64, String> = Cache::builder()
+    ///     .max_weight(1_000)
+    ///     .weigher(|_, s: &String| s.len() as u32)
+    ///     .build()?;
+    /// cache.insert(1, "four".into());
+    /// assert_eq!(cache.weighted_size(), 4);
+    /// # Ok::<(), surgeguard::cache::BuildError>(())
+    /// ```
+    pub fn weighted_size(&self) -> u64 {
+        self.inner.shards.iter().map(|shard| shard.0.weight()).sum()
+    }
+
+    /// The configured bound: entries, or total weight with a weigher.
+    ///
+    /// ```
+    /// # use surgeguard::cache::Cache;
+    /// let cache: Cache<u64, u64> = Cache::builder().max_capacity(10).build()?;
+    /// assert_eq!(cache.capacity(), 10);
+    /// # Ok::<(), surgeguard::cache::BuildError>(())
+    /// ```
+    pub fn capacity(&self) -> u64 {
+        self.inner.capacity
+    }
+
+    /// The heaviest entry the cache will store: the smallest shard's share of
+    /// the capacity.
+    ///
+    /// ```
+    /// # use surgeguard::cache::Cache;
+    /// let cache: Cache<u64, u64> = Cache::builder().max_capacity(64).shards(4).build()?;
+    /// assert_eq!(cache.max_entry_weight(), 16);
+    /// # Ok::<(), surgeguard::cache::BuildError>(())
+    /// ```
+    pub fn max_entry_weight(&self) -> u64 {
+        self.inner
+            .shards
+            .iter()
+            .map(|shard| shard.0.capacity())
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Counters of hits, misses, inserts, evictions, expirations and
+    /// rejections since the cache was built.
+    ///
+    /// ```
+    /// # use surgeguard::cache::Cache;
+    /// let cache: Cache<u64, u64> = Cache::builder().max_capacity(10).build()?;
+    /// cache.get(&1);
+    /// assert_eq!(cache.stats().misses, 1);
+    /// # Ok::<(), surgeguard::cache::BuildError>(())
+    /// ```
+    pub fn stats(&self) -> CacheStats {
+        let mut total = CacheStats::default();
+        for shard in self.inner.shards.iter() {
+            shard.0.counters().add_to(&mut total);
+        }
+        total
+    }
+
+    /// Reclaims expired entries on every shard, a bounded number per shard,
+    /// skipping shards whose lock is busy. Writes do this on their own; call
+    /// it from a timer if the cache may go a long time without writes.
+    ///
+    /// ```
+    /// # use surgeguard::cache::Cache;
+    /// use std::time::Duration;
+    /// use surgeguard::clock::ManualClock;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cache: Cache<u64, u64> = Cache::builder()
+    ///     .max_capacity(10)
+    ///     .time_to_live(Duration::from_secs(1))
+    ///     .clock(clock.clone())
+    ///     .build()?;
+    /// cache.insert(1, 1);
+    /// clock.advance(Duration::from_secs(2));
+    /// cache.run_maintenance();
+    /// assert_eq!(cache.len(), 0);
+    /// assert_eq!(cache.stats().expirations, 1);
+    /// # Ok::<(), surgeguard::cache::BuildError>(())
+    /// ```
+    pub fn run_maintenance(&self) {
+        for shard in self.inner.shards.iter() {
+            shard.0.try_maintain(&self.inner.config);
+        }
+    }
+
+    /// The number of shards.
+    ///
+    /// ```
+    /// # use surgeguard::cache::Cache;
+    /// let cache: Cache<u64, u64> = Cache::builder().max_capacity(10).shards(2).build()?;
+    /// assert_eq!(cache.shard_count(), 2);
+    /// # Ok::<(), surgeguard::cache::BuildError>(())
+    /// ```
+    pub fn shard_count(&self) -> usize {
+        self.inner.shards.len()
+    }
+
+    #[inline]
+    fn locate<Q>(&self, key: &Q) -> (u64, &Shard<K, V>)
+    where
+        Q: Hash + ?Sized,
+    {
+        let hash = self.inner.hasher.hash_one(key);
+        // Bits 32.. pick the shard: the table uses the low bits for the bucket
+        // and the top 7 for its tag, so the shard choice stays independent of
+        // both.
+        let index = (hash >> 32) & self.inner.shard_mask;
+        (hash, &self.inner.shards[index as usize].0)
+    }
+}
+
+impl<K, V, S> Clone for Cache<K, V, S> {
+    fn clone(&self) -> Self {
+        Cache {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<K, V, S> fmt::Debug for Cache<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let len: usize = self.inner.shards.iter().map(|shard| shard.0.len()).sum();
+        f.debug_struct("Cache")
+            .field("len", &len)
+            .field("capacity", &self.inner.capacity)
+            .field("shards", &self.inner.shards.len())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,155 @@
+//! Ghost history: fingerprints of recently evicted keys, with when and why
+//! they left.
+//!
+//! Like ARC's B1/B2 lists (Megiddo, Modha, "ARC: A Self-Tuning, Low Overhead
+//! Replacement Cache", USENIX FAST 2003) it holds no values, only enough to
+//! recognise a key that comes back, which of two ways it left, and how long
+//! ago. Unlike ARC's lists it is a fixed-size, 4-way set-associative table of
+//! `u32` slots: recording and looking up are O(1) with no allocation, a full
+//! bucket drops its relatively oldest record, and a false match needs a 15-bit
+//! tag collision inside one bucket (about 1 in 8,000 look-ups).
+//!
+//! Slot layout: `tag:15 | kind:1 | stamp:16`; an all-zero slot is empty.
+//! Stamps are taken from a per-kind clock (total weight that left that way)
+//! shifted right so that the largest depth of interest spans about 2^13 ticks;
+//! ages beyond 2^16 ticks alias, which can only happen to records that
+//! survived far longer than the table's churn normally allows, and costs at
+//! most one wrong adjustment step.
+
+use super::sketch::reduce;
+
+const WAYS: usize = 4;
+const STAMP_BITS: u32 = 16;
+const STAMP_MASK: u32 = (1 << STAMP_BITS) - 1;
+const KIND_BIT: u32 = 1 << STAMP_BITS;
+const TAG_SHIFT: u32 = STAMP_BITS + 1;
+
+/// The ghost table.
+#[derive(Debug)]
+pub(super) struct Ghost {
+    slots: Vec<u32>,
+    /// Clock resolution: stamps are `clock >> shift`.
+    shift: u32,
+}
+
+#[inline]
+fn mix(fp: u32) -> u64 {
+    let mut z = (u64::from(fp) ^ 0x2545_f491_4f6c_dd1d).wrapping_mul(0xd6e8_feb8_6659_fd93);
+    z ^= z >> 32;
+    z = z.wrapping_mul(0xd6e8_feb8_6659_fd93);
+    z ^ (z >> 29)
+}
+
+impl Ghost {
+    /// A table of about `slots` slots (rounded down to whole buckets, at least
+    /// one bucket), able to tell ages up to `max_depth` clock units apart.
+    pub(super) fn new(slots: usize, max_depth: u64) -> Self {
+        let buckets = (slots / WAYS).max(1);
+        let bits = 64 - max_depth.leading_zeros();
+        Ghost {
+            slots: vec![0; buckets * WAYS],
+            shift: bits.saturating_sub(13),
+        }
+    }
+
+    #[inline]
+    fn locate(&self, fp: u32) -> (usize, u32) {
+        let h = mix(fp);
+        let b = reduce(h, self.slots.len() / WAYS) * WAYS;
+        let tag = ((h as u32) & 0x7fff).max(1);
+        (b, tag)
+    }
+
+    #[inline]
+    fn age(&self, slot: u32, clocks: [u64; 2]) -> (usize, u64) {
+        let kind = usize::from(slot & KIND_BIT != 0);
+        let now = ((clocks[kind] >> self.shift) as u32) & STAMP_MASK;
+        let age = now.wrapping_sub(slot & STAMP_MASK) & STAMP_MASK;
+        (kind, u64::from(age) << self.shift)
+    }
+
+    /// Remembers that `fp` left by way `kind` (0 or 1) when that way's clock
+    /// read `clocks[kind]`. `depths` says how old a record of each kind may
+    /// get before it is useless; the bucket's relatively oldest record makes
+    /// room.
+    pub(super) fn record(&mut self, fp: u32, kind: usize, clocks: [u64; 2], depths: [u64; 2]) {
+        let (b, tag) = self.locate(fp);
+        let stamp = ((clocks[kind] >> self.shift) as u32) & STAMP_MASK;
+        let val = (tag << TAG_SHIFT) | if kind == 1 { KIND_BIT } else { 0 } | stamp;
+        let mut pick = b;
+        let mut worst = 0u128;
+        for i in b..b + WAYS {
+            let s = self.slots[i];
+            if s == 0 || s >> TAG_SHIFT == tag {
+                pick = i;
+                break;
+            }
+            let (k, age) = self.age(s, clocks);
+            // Compare age / depth[k] across kinds without division.
+            let score = u128::from(age) * u128::from(depths[1 - k].max(1)) + 1;
+            if score > worst {
+                worst = score;
+                pick = i;
+            }
+        }
+        self.slots[pick] = val;
+    }
+
+    /// If `fp` is remembered, forgets it and returns (kind, age in clock
+    /// units of that kind).
+    pub(super) fn take(&mut self, fp: u32, clocks: [u64; 2]) -> Option<(usize, u64)> {
+        let (b, tag) = self.locate(fp);
+        for i in b..b + WAYS {
+            let s = self.slots[i];
+            if s != 0 && s >> TAG_SHIFT == tag {
+                self.slots[i] = 0;
+                return Some(self.age(s, clocks));
+            }
+        }
+        None
+    }
+
+    /// Number of slots.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.slots.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_kind_and_age() {
+        let mut g = Ghost::new(64, 100);
+        g.record(42, 1, [5, 10], [50, 100]);
+        g.record(43, 0, [5, 10], [50, 100]);
+        assert_eq!(g.take(42, [7, 30]), Some((1, 20)));
+        assert_eq!(g.take(42, [7, 30]), None, "a take forgets");
+        assert_eq!(g.take(43, [9, 30]), Some((0, 4)));
+        assert_eq!(g.take(44, [9, 30]), None);
+    }
+
+    #[test]
+    fn coarse_stamps_for_deep_histories() {
+        let mut g = Ghost::new(64, 1 << 20);
+        assert_eq!(g.shift, 8);
+        g.record(1, 0, [1 << 20, 0], [1 << 20, 1 << 20]);
+        let (k, age) = g.take(1, [(1 << 20) + 5000, 0]).unwrap();
+        assert_eq!(k, 0);
+        assert!(age.abs_diff(5000) <= 256);
+    }
+
+    #[test]
+    fn full_bucket_evicts_oldest() {
+        let mut g = Ghost::new(4, 1000); // a single bucket
+        for fp in 0..4u32 {
+            g.record(fp + 100, 0, [u64::from(fp), 0], [1000, 1000]);
+        }
+        g.record(999, 0, [10, 0], [1000, 1000]);
+        assert_eq!(g.take(100, [10, 0]), None, "oldest record was dropped");
+        assert!(g.take(999, [10, 0]).is_some());
+        assert_eq!(g.len(), 4);
+    }
+}

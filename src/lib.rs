@@ -1,0 +1,56 @@
+//! # surgeguard
+//!
+//! Keep a web service standing when traffic spikes.
+//!
+//! An online shop went down for four and a half hours during a sales event:
+//! a spike exhausted its web servers and database, failures cascaded, and most
+//! users saw 30-second page loads. The fixes its engineers listed were to cache
+//! hot data, rate-limit and shed load beyond capacity, and watch all of it.
+//! surgeguard is those fixes as one crate that handlers call inline.
+//!
+//! ## The map
+//!
+//! ```text
+//! surgeguard
+//! ├── cache    sharded concurrent cache: bounded by count or weight, TTL/TTI,
+//! │            scan-resistant eviction           (cache/{builder,shard,policy,expiry,stats})
+//! └── clock    Clock trait, SystemClock, ManualClock: every time-based part
+//!              takes a Clock, so tests drive time by hand
+//! ```
+//!
+//! Planned on top of these, each behind a feature where it pulls in an
+//! integration: stampede protection for the cache (single-flight loads,
+//! refresh-ahead, stale-while-revalidate), rate limiters (GCRA, sliding
+//! window), load shedding (static and adaptive concurrency limits), tower
+//! middleware (`tower`), a Redis backend (`redis`) and metrics (`metrics`).
+//! The core modules never depend on the edges.
+//!
+//! ## Quick start
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use surgeguard::cache::Cache;
+//!
+//! let cache: Cache<u64, Arc<String>> = Cache::builder()
+//!     .max_capacity(100_000)
+//!     .time_to_live(Duration::from_secs(60))
+//!     .build()?;
+//! cache.insert(1, Arc::new("page".to_string()));
+//! assert_eq!(cache.get(&1).as_deref().map(String::as_str), Some("page"));
+//! # Ok::<(), surgeguard::cache::BuildError>(())
+//! ```
+//!
+//! ## Design rules
+//!
+//! * No global lock on a hot path; work per operation is small and bounded
+//!   (eviction and expiry are incremental, never a sweep).
+//! * Builders validate and return `Result`; bad settings are errors that say
+//!   what to change, never panics under load.
+//! * Time is injected ([`clock::Clock`]); no test sleeps.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+#![warn(rust_2018_idioms, missing_debug_implementations)]
+
+pub mod cache;
+pub mod clock;
