@@ -320,12 +320,13 @@ where
             return Err(BuildError::CapacityTooLarge { capacity, shards });
         }
         let config = Config {
+            hasher: self.hasher,
             clock: self.clock,
             time_to_live,
             time_to_idle,
             weigher: self.weigher,
         };
-        Ok(Cache::from_parts(capacity, shards, self.hasher, config))
+        Ok(Cache::from_parts(capacity, shards, config))
     }
 }
 

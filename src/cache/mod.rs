@@ -62,7 +62,8 @@ use shard::Shard;
 type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync + 'static>;
 
 /// Settings every shard consults.
-pub(crate) struct Config<K, V> {
+pub(crate) struct Config<K, V, S> {
+    hasher: S,
     clock: Arc<dyn Clock>,
     /// Nanoseconds.
     time_to_live: Option<u64>,
@@ -71,7 +72,7 @@ pub(crate) struct Config<K, V> {
     weigher: Option<Weigher<K, V>>,
 }
 
-impl<K, V> Config<K, V> {
+impl<K, V, S> Config<K, V, S> {
     #[inline]
     fn now(&self) -> u64 {
         self.clock.now().as_nanos()
@@ -98,9 +99,8 @@ pub struct Cache<K, V, S = ahash::RandomState> {
 struct Inner<K, V, S> {
     shards: Box<[CacheLinePadded<Shard<K, V>>]>,
     shard_mask: u64,
-    hasher: S,
     capacity: u64,
-    config: Config<K, V>,
+    config: Config<K, V, S>,
 }
 
 /// Keeps neighbouring shards' locks off each other's cache lines (128 bytes
@@ -131,7 +131,7 @@ where
     V: Clone + Send + Sync + 'static,
     S: BuildHasher,
 {
-    fn from_parts(capacity: u64, shards: usize, hasher: S, config: Config<K, V>) -> Self {
+    fn from_parts(capacity: u64, shards: usize, config: Config<K, V, S>) -> Self {
         let count_bound = config.weigher.is_none();
         let (base, extra) = (capacity / shards as u64, capacity % shards as u64);
         let shards: Box<[_]> = (0..shards as u64)
@@ -141,7 +141,6 @@ where
             inner: Arc::new(Inner {
                 shard_mask: shards.len() as u64 - 1,
                 shards,
-                hasher,
                 capacity,
                 config,
             }),
@@ -288,7 +287,7 @@ where
     /// ```
     pub fn invalidate_all(&self) {
         for shard in self.inner.shards.iter() {
-            drop(shard.0.clear());
+            shard.0.clear();
         }
     }
 
@@ -377,7 +376,7 @@ where
     pub fn stats(&self) -> CacheStats {
         let mut total = CacheStats::default();
         for shard in self.inner.shards.iter() {
-            shard.0.counters().add_to(&mut total);
+            shard.0.add_stats_to(&mut total);
         }
         total
     }
@@ -427,7 +426,7 @@ where
     where
         Q: Hash + ?Sized,
     {
-        let hash = self.inner.hasher.hash_one(key);
+        let hash = self.inner.config.hasher.hash_one(key);
         // Bits 32.. pick the shard: the table uses the low bits for the bucket
         // and the top 7 for its tag, so the shard choice stays independent of
         // both.

@@ -17,7 +17,7 @@
 //! lookup finds a resident entry or a pending load for the key in one probe.
 
 use std::borrow::Borrow;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::mem;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -26,7 +26,7 @@ use parking_lot::RwLock;
 
 use super::expiry::{Expiry, NEVER};
 use super::policy::Policy;
-use super::stats::Counters;
+use super::stats::{CacheStats, LookupCounters, WriteCounters};
 use super::Config;
 
 /// Expired entries reclaimed (or cascaded) at most per write. Each stored
@@ -34,10 +34,12 @@ use super::Config;
 /// budget of 16 per write keeps up with any insert rate.
 pub(crate) const MAINTENANCE_BUDGET: u32 = 16;
 
+/// No stored hash: it would cost 8 bytes per entry, and only removal and
+/// table growth need it, where hashing the key again is cheap next to the
+/// rest of the work.
 struct Slot<K, V> {
     key: K,
     value: V,
-    hash: u64,
 }
 
 struct State<K, V> {
@@ -46,12 +48,13 @@ struct State<K, V> {
     policy: Policy,
     /// Allocated when the shard first stores an entry that can expire.
     expiry: Option<Expiry>,
+    writes: WriteCounters,
 }
 
 /// A shard of the cache.
 pub(crate) struct Shard<K, V> {
     state: RwLock<State<K, V>>,
-    counters: Counters,
+    lookups: LookupCounters,
     capacity: u64,
     len: AtomicUsize,
     weight: AtomicU64,
@@ -75,8 +78,9 @@ impl<K: Hash + Eq, V: Clone> Shard<K, V> {
                 slots: Vec::with_capacity(presize),
                 policy: Policy::new(capacity),
                 expiry: None,
+                writes: WriteCounters::default(),
             }),
-            counters: Counters::default(),
+            lookups: LookupCounters::default(),
             capacity,
             len: AtomicUsize::new(0),
             weight: AtomicU64::new(0),
@@ -84,7 +88,12 @@ impl<K: Hash + Eq, V: Clone> Shard<K, V> {
     }
 
     #[inline]
-    pub(crate) fn get<Q>(&self, hash: u64, key: &Q, config: &Config<K, V>) -> Option<V>
+    pub(crate) fn get<Q, S: BuildHasher>(
+        &self,
+        hash: u64,
+        key: &Q,
+        config: &Config<K, V, S>,
+    ) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -92,7 +101,7 @@ impl<K: Hash + Eq, V: Clone> Shard<K, V> {
         let state = self.state.read();
         let Some(&index) = state.find(hash, key) else {
             drop(state);
-            self.counters.miss(1);
+            self.lookups.miss();
             return None;
         };
         if let Some(expiry) = &state.expiry {
@@ -100,7 +109,7 @@ impl<K: Hash + Eq, V: Clone> Shard<K, V> {
                 let now = config.now();
                 if expiry.is_expired(index, now) {
                     drop(state);
-                    self.counters.miss(1);
+                    self.lookups.miss();
                     self.try_maintain(config);
                     return None;
                 }
@@ -110,11 +119,11 @@ impl<K: Hash + Eq, V: Clone> Shard<K, V> {
         state.policy.record_hit(index);
         let value = state.slots[index as usize].value.clone();
         drop(state);
-        self.counters.hit(1);
+        self.lookups.hit();
         Some(value)
     }
 
-    pub(crate) fn contains<Q>(&self, hash: u64, key: &Q, config: &Config<K, V>) -> bool
+    pub(crate) fn contains<Q, S>(&self, hash: u64, key: &Q, config: &Config<K, V, S>) -> bool
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -131,21 +140,23 @@ impl<K: Hash + Eq, V: Clone> Shard<K, V> {
 
     /// Stores `key → value` expiring at `deadline` (nanoseconds, [`NEVER`]
     /// for none). Returns the overwritten value, to drop outside the lock.
-    pub(crate) fn insert(
+    pub(crate) fn insert<S: BuildHasher>(
         &self,
         hash: u64,
         key: K,
         value: V,
         weight: u32,
         deadline: u64,
-        config: &Config<K, V>,
+        config: &Config<K, V, S>,
     ) -> Displaced<V> {
-        if u64::from(weight) > self.capacity {
-            self.counters.reject(1);
-            // The new value supersedes any older one, which must not be served.
-            return self.remove(hash, &key, config);
-        }
         let mut state = self.state.write();
+        if u64::from(weight) > self.capacity {
+            state.writes.rejected += 1;
+            // The new value supersedes any older one, which must not be served.
+            let displaced = state.take(hash, &key, config);
+            self.publish_size(&state);
+            return displaced;
+        }
         // Time matters once anything here can expire: a deadline now, one
         // stored earlier, or time-to-idle.
         let needs_time =
@@ -162,9 +173,11 @@ impl<K: Hash + Eq, V: Clone> Shard<K, V> {
             Some(old)
         } else {
             let index = state.slots.len() as u32;
-            state.slots.push(Slot { key, value, hash });
+            state.slots.push(Slot { key, value });
             let State { table, slots, .. } = &mut *state;
-            table.insert_unique(hash, index, |&i| slots[i as usize].hash);
+            table.insert_unique(hash, index, |&i| {
+                config.hasher.hash_one(&slots[i as usize].key)
+            });
             state.policy.insert(index, hash, weight);
             if needs_time {
                 // A fresh wheel already has a node for the new slot.
@@ -180,52 +193,33 @@ impl<K: Hash + Eq, V: Clone> Shard<K, V> {
             }
             None
         };
-        self.counters.insert(1);
-        let evicted = state.evict_to(self.capacity);
-        self.counters.evict(evicted);
+        state.writes.inserts += 1;
+        state.evict_to(self.capacity, &config.hasher);
         if needs_time {
-            let expired = state.reclaim_expired(now, MAINTENANCE_BUDGET);
-            self.counters.expire(expired);
+            state.reclaim_expired(now, MAINTENANCE_BUDGET, &config.hasher);
         }
         self.publish_size(&state);
         displaced
     }
 
-    pub(crate) fn remove<Q>(&self, hash: u64, key: &Q, config: &Config<K, V>) -> Option<V>
+    pub(crate) fn remove<Q, S: BuildHasher>(
+        &self,
+        hash: u64,
+        key: &Q,
+        config: &Config<K, V, S>,
+    ) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let mut state = self.state.write();
-        let now = if state.expiry.is_some() {
-            config.now()
-        } else {
-            0
-        };
-        let removed = state.find(hash, key).copied().and_then(|index| {
-            let expired = state
-                .expiry
-                .as_ref()
-                .is_some_and(|expiry| expiry.is_expired(index, now));
-            state.policy.remove(index);
-            let slot = state.remove_slot(index);
-            if expired {
-                self.counters.expire(1);
-                None
-            } else {
-                Some(slot.value)
-            }
-        });
-        if state.expiry.is_some() {
-            let expired = state.reclaim_expired(now, MAINTENANCE_BUDGET);
-            self.counters.expire(expired);
-        }
+        let removed = state.take(hash, key, config);
         self.publish_size(&state);
         removed
     }
 
-    /// Drops every entry; returns them so they are freed outside the lock.
-    pub(crate) fn clear(&self) -> Vec<(K, V)> {
+    /// Drops every entry, freeing them after the lock is released.
+    pub(crate) fn clear(&self) {
         let mut state = self.state.write();
         let slots = mem::take(&mut state.slots);
         state.table.clear();
@@ -235,18 +229,14 @@ impl<K: Hash + Eq, V: Clone> Shard<K, V> {
         }
         self.publish_size(&state);
         drop(state);
-        slots
-            .into_iter()
-            .map(|slot| (slot.key, slot.value))
-            .collect()
+        drop(slots);
     }
 
     /// Reclaims expired entries if the lock is free right now; never waits.
-    pub(crate) fn try_maintain(&self, config: &Config<K, V>) {
+    pub(crate) fn try_maintain<S: BuildHasher>(&self, config: &Config<K, V, S>) {
         if let Some(mut state) = self.state.try_write() {
             if state.expiry.is_some() {
-                let expired = state.reclaim_expired(config.now(), MAINTENANCE_BUDGET);
-                self.counters.expire(expired);
+                state.reclaim_expired(config.now(), MAINTENANCE_BUDGET, &config.hasher);
                 self.publish_size(&state);
             }
         }
@@ -271,8 +261,10 @@ impl<K, V> Shard<K, V> {
         self.capacity
     }
 
-    pub(crate) fn counters(&self) -> &Counters {
-        &self.counters
+    /// Adds this shard's counters to `total`.
+    pub(crate) fn add_stats_to(&self, total: &mut CacheStats) {
+        self.lookups.add_to(total);
+        self.state.read().writes.add_to(total);
     }
 }
 
@@ -288,45 +280,73 @@ impl<K: Hash + Eq, V> State<K, V> {
         })
     }
 
-    fn expiry_or_init(&mut self, config: &Config<K, V>, now: u64) -> &mut Expiry {
+    /// Removes `key` if present; returns its value unless it had expired.
+    /// Also reclaims a budget of expired entries.
+    fn take<Q, S: BuildHasher>(&mut self, hash: u64, key: &Q, config: &Config<K, V, S>) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let now = if self.expiry.is_some() {
+            config.now()
+        } else {
+            0
+        };
+        let removed = self.find(hash, key).copied().and_then(|index| {
+            let expired = self
+                .expiry
+                .as_ref()
+                .is_some_and(|expiry| expiry.is_expired(index, now));
+            self.policy.remove(index);
+            let slot = self.remove_slot(index, &config.hasher);
+            if expired {
+                self.writes.expirations += 1;
+                None
+            } else {
+                Some(slot.value)
+            }
+        });
+        if self.expiry.is_some() {
+            self.reclaim_expired(now, MAINTENANCE_BUDGET, &config.hasher);
+        }
+        removed
+    }
+
+    fn expiry_or_init<S>(&mut self, config: &Config<K, V, S>, now: u64) -> &mut Expiry {
         let resident = self.slots.len();
         self.expiry
             .get_or_insert_with(|| Expiry::new(resident, config.time_to_idle, now))
     }
 
-    /// Evicts until the policy's weight fits `capacity`; returns how many.
-    fn evict_to(&mut self, capacity: u64) -> u64 {
-        let mut evicted = 0;
+    /// Evicts until the policy's weight fits `capacity`.
+    fn evict_to(&mut self, capacity: u64, hasher: &impl BuildHasher) {
         while self.policy.weight() > capacity {
             let Some(victim) = self.policy.evict() else {
                 break;
             };
-            drop(self.remove_slot(victim));
-            evicted += 1;
+            drop(self.remove_slot(victim, hasher));
+            self.writes.evictions += 1;
         }
-        evicted
     }
 
     /// Reclaims up to `budget` wheel steps' worth of expired entries.
-    fn reclaim_expired(&mut self, now: u64, mut budget: u32) -> u64 {
-        let mut reclaimed = 0;
+    fn reclaim_expired(&mut self, now: u64, mut budget: u32, hasher: &impl BuildHasher) {
         while let Some(index) = self
             .expiry
             .as_mut()
             .and_then(|expiry| expiry.next_expired(now, &mut budget))
         {
             self.policy.remove(index);
-            drop(self.remove_slot(index));
-            reclaimed += 1;
+            drop(self.remove_slot(index, hasher));
+            self.writes.expirations += 1;
         }
-        reclaimed
     }
 
     /// Takes the entry at `index` out of the table, the policy, the wheel and
     /// the slab (the policy must already have chosen or detached it), moving
     /// the last entry into the hole.
-    fn remove_slot(&mut self, index: u32) -> Slot<K, V> {
-        let hash = self.slots[index as usize].hash;
+    fn remove_slot(&mut self, index: u32, hasher: &impl BuildHasher) -> Slot<K, V> {
+        let hash = hasher.hash_one(&self.slots[index as usize].key);
         if let Ok(entry) = self.table.find_entry(hash, |&i| i == index) {
             entry.remove();
         }
@@ -336,7 +356,7 @@ impl<K: Hash + Eq, V> State<K, V> {
         let last = (self.slots.len() - 1) as u32;
         let slot = self.slots.swap_remove(index as usize);
         if index != last {
-            let moved_hash = self.slots[index as usize].hash;
+            let moved_hash = hasher.hash_one(&self.slots[index as usize].key);
             if let Some(moved) = self.table.find_mut(moved_hash, |&i| i == last) {
                 *moved = index;
             }

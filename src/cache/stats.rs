@@ -55,41 +55,47 @@ impl CacheStats {
     }
 }
 
-/// One shard's counters.
+/// One shard's lookup counters: atomics, bumped under the shared lock.
 #[derive(Debug, Default)]
-pub(crate) struct Counters {
+pub(crate) struct LookupCounters {
     hits: AtomicU64,
     misses: AtomicU64,
-    inserts: AtomicU64,
-    evictions: AtomicU64,
-    expirations: AtomicU64,
-    rejected: AtomicU64,
 }
 
-macro_rules! counter {
-    ($record:ident, $field:ident) => {
-        #[inline]
-        pub(crate) fn $record(&self, n: u64) {
-            self.$field.fetch_add(n, Ordering::Relaxed);
-        }
-    };
-}
+impl LookupCounters {
+    #[inline]
+    pub(crate) fn hit(&self) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+    }
 
-impl Counters {
-    counter!(hit, hits);
-    counter!(miss, misses);
-    counter!(insert, inserts);
-    counter!(evict, evictions);
-    counter!(expire, expirations);
-    counter!(reject, rejected);
+    #[inline]
+    pub(crate) fn miss(&self) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+    }
 
-    /// Adds this shard's counters to `total`.
+    /// Adds these counters to `total`.
     pub(crate) fn add_to(&self, total: &mut CacheStats) {
         total.hits += self.hits.load(Ordering::Relaxed);
         total.misses += self.misses.load(Ordering::Relaxed);
-        total.inserts += self.inserts.load(Ordering::Relaxed);
-        total.evictions += self.evictions.load(Ordering::Relaxed);
-        total.expirations += self.expirations.load(Ordering::Relaxed);
-        total.rejected += self.rejected.load(Ordering::Relaxed);
+    }
+}
+
+/// One shard's write counters: plain integers, changed only under the
+/// shard's write lock, so a write pays no atomic instruction for them.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct WriteCounters {
+    pub(crate) inserts: u64,
+    pub(crate) evictions: u64,
+    pub(crate) expirations: u64,
+    pub(crate) rejected: u64,
+}
+
+impl WriteCounters {
+    /// Adds these counters to `total`.
+    pub(crate) fn add_to(&self, total: &mut CacheStats) {
+        total.inserts += self.inserts;
+        total.evictions += self.evictions;
+        total.expirations += self.expirations;
+        total.rejected += self.rejected;
     }
 }
