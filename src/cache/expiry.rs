@@ -123,6 +123,12 @@ impl Expiry {
         }
     }
 
+    /// Entries tracked (the slab's length).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
     /// Forgets every entry.
     pub(crate) fn clear(&mut self) {
         self.nodes.clear();

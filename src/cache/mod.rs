@@ -453,3 +453,50 @@ impl<K, V, S> fmt::Debug for Cache<K, V, S> {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    /// Random operations at a scale the property tests do not reach, with the
+    /// shards' internal structures cross-checked as they go.
+    #[test]
+    fn internal_structures_stay_consistent() {
+        let clock = ManualClock::new();
+        let cache: Cache<u64, u64> = Cache::builder()
+            .max_weight(3_000)
+            .weigher(|key, _| 1 + (*key % 7) as u32)
+            .time_to_idle(Duration::from_millis(400))
+            .shards(2)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let check = || {
+            for shard in cache.inner.shards.iter() {
+                shard.0.assert_consistent(&cache.inner.config.hasher);
+            }
+        };
+        let mut state = 0x1234_5678_9ABC_DEF1_u64;
+        for step in 0..60_000u64 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let key = (state >> 16) % 2_000;
+            match state % 16 {
+                0..=6 => drop(cache.get(&key)),
+                7..=10 => cache.insert(key, step),
+                11..=12 => cache.insert_with_ttl(key, step, Duration::from_millis(state % 300 + 1)),
+                13 => drop(cache.remove(&key)),
+                14 => clock.advance(Duration::from_millis(state % 5)),
+                _ => cache.run_maintenance(),
+            }
+            if step % 997 == 0 {
+                check();
+            }
+        }
+        check();
+        cache.invalidate_all();
+        check();
+    }
+}
