@@ -80,10 +80,13 @@ impl<K: Hash + Eq, V: Clone> Shard<K, V> {
         } else {
             0
         };
+        // An insert pushes before it evicts, so a full shard briefly holds
+        // one entry more than its capacity: reserve it, or the slab doubles.
+        let reserve = presize + usize::from(presize > 0);
         Shard {
             state: RwLock::new(State {
-                table: HashTable::with_capacity(presize),
-                slots: Vec::with_capacity(presize),
+                table: HashTable::with_capacity(reserve),
+                slots: Vec::with_capacity(reserve),
                 policy: Policy::new(capacity),
                 expiry: None,
                 writes: WriteCounters::default(),
