@@ -25,7 +25,7 @@ use hashbrown::HashTable;
 use parking_lot::RwLock;
 
 use super::expiry::{Expiry, NEVER};
-use super::policy::Policy;
+use super::policy::{Entries, EntryMeta, Policy};
 use super::stats::{CacheStats, LookupCounters, WriteCounters};
 use super::Config;
 
@@ -34,12 +34,23 @@ use super::Config;
 /// budget of 16 per write keeps up with any insert rate.
 pub(crate) const MAINTENANCE_BUDGET: u32 = 16;
 
+/// One entry: key, value and the policy's per-entry word and weight, so a
+/// hit reads and writes one cache line.
+///
 /// No stored hash: it would cost 8 bytes per entry, and only removal and
 /// table growth need it, where hashing the key again is cheap next to the
 /// rest of the work.
 struct Slot<K, V> {
     key: K,
     value: V,
+    meta: EntryMeta,
+}
+
+impl<K, V> Entries for Vec<Slot<K, V>> {
+    #[inline]
+    fn meta(&self, index: u32) -> &EntryMeta {
+        &self[index as usize].meta
+    }
 }
 
 /// `repr(C)` keeps the fields a lookup reads (table, slab, policy) first, on
@@ -127,8 +138,9 @@ impl<K: Hash + Eq, V: Clone> Shard<K, V> {
                 expiry.record_access(index, now);
             }
         }
-        state.policy.record_hit(index);
-        let value = state.slots[index as usize].value.clone();
+        let slot = &state.slots[index as usize];
+        slot.meta.record_hit();
+        let value = slot.value.clone();
         drop(state);
         self.lookups.hit();
         Some(value)
@@ -174,8 +186,12 @@ impl<K: Hash + Eq, V: Clone> Shard<K, V> {
             deadline != NEVER || state.expiry.is_some() || config.time_to_idle.is_some();
         let now = if needs_time { config.now() } else { 0 };
         let displaced = if let Some(&index) = state.find(hash, &key) {
-            let old = mem::replace(&mut state.slots[index as usize].value, value);
-            state.policy.update(index, weight);
+            let slot = &mut state.slots[index as usize];
+            let old = mem::replace(&mut slot.value, value);
+            let old_weight = slot.meta.weight();
+            slot.meta.set_weight(weight);
+            let State { slots, policy, .. } = &mut *state;
+            policy.update(slots, index, old_weight);
             if needs_time {
                 state
                     .expiry_or_init(config, now)
@@ -184,12 +200,21 @@ impl<K: Hash + Eq, V: Clone> Shard<K, V> {
             Some(old)
         } else {
             let index = state.slots.len() as u32;
-            state.slots.push(Slot { key, value });
-            let State { table, slots, .. } = &mut *state;
+            state.slots.push(Slot {
+                key,
+                value,
+                meta: EntryMeta::new(weight),
+            });
+            let State {
+                table,
+                slots,
+                policy,
+                ..
+            } = &mut *state;
             table.insert_unique(hash, index, |&i| {
                 config.hasher.hash_one(&slots[i as usize].key)
             });
-            state.policy.insert(index, hash, weight);
+            policy.insert(slots, index, hash);
             if needs_time {
                 // A fresh wheel already has a node for the new slot.
                 let resident = state.slots.len() - 1;
@@ -308,7 +333,7 @@ impl<K: Hash + Eq, V> State<K, V> {
                 .expiry
                 .as_ref()
                 .is_some_and(|expiry| expiry.is_expired(index, now));
-            self.policy.remove(index);
+            self.policy.remove(&self.slots, index);
             let slot = self.remove_slot(index, &config.hasher);
             if expired {
                 self.writes.expirations += 1;
@@ -332,7 +357,7 @@ impl<K: Hash + Eq, V> State<K, V> {
     /// Evicts until the policy's weight fits `capacity`.
     fn evict_to(&mut self, capacity: u64, hasher: &impl BuildHasher) {
         while self.policy.weight() > capacity {
-            let Some(victim) = self.policy.evict() else {
+            let Some(victim) = self.policy.evict(&self.slots) else {
                 break;
             };
             drop(self.remove_slot(victim, hasher));
@@ -347,7 +372,7 @@ impl<K: Hash + Eq, V> State<K, V> {
             .as_mut()
             .and_then(|expiry| expiry.next_expired(now, &mut budget))
         {
-            self.policy.remove(index);
+            self.policy.remove(&self.slots, index);
             drop(self.remove_slot(index, hasher));
             self.writes.expirations += 1;
         }
@@ -371,7 +396,7 @@ impl<K: Hash + Eq, V> State<K, V> {
             if let Some(moved) = self.table.find_mut(moved_hash, |&i| i == last) {
                 *moved = index;
             }
-            self.policy.relocate(last, index);
+            self.policy.relocate(&self.slots, last, index);
         }
         slot
     }

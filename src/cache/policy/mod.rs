@@ -117,9 +117,11 @@
 //!
 //! # Costs
 //!
-//! - Per resident entry: 16 bytes (`prev`/`next` links, weight, and one
-//!   `AtomicU32` holding the hit tally, segment tag and a 26-bit key
-//!   fingerprint). The node array grows geometrically but stops at
+//! - Per resident entry: 8 bytes of `prev`/`next` links here, plus an
+//!   [`EntryMeta`] of 8 bytes (the weight, and one `AtomicU32` holding the
+//!   hit tally, segment tag and a 26-bit key fingerprint) that the shell
+//!   keeps inside its slab entry, so a hit touches the entry's own cache
+//!   line only. The link array grows geometrically but stops at
 //!   `capacity + 1` slots (the most a cache of unit weights holds, between
 //!   an insert and its eviction), so it has no round-up waste there.
 //! - Sketch: 12 four-bit counters (6 bytes) per sized entry, at least 4 KiB.
@@ -130,7 +132,7 @@
 //!   `min(capacity, max(65_536, resident entries))` and regrown (and
 //!   cleared) when the resident count outgrows them, so a cache weighed in
 //!   bytes does not allocate per byte.
-//! - Work per call: `record_hit` is one relaxed load and store; `insert`,
+//! - Work per call: [`EntryMeta::record_hit`] is one relaxed load and store; `insert`,
 //!   `update`, `remove` are O(1); `evict` visits at most [`SCAN_BUDGET`]
 //!   entries, then takes the head of the queue it is looking at; each visit
 //!   may add to the sketch, and every sketch event also halves at most
@@ -153,7 +155,7 @@ pub(crate) const SCAN_BUDGET: u32 = 64;
 /// End of a list.
 const NIL: u32 = u32::MAX;
 
-// Layout of `Node::meta`: hits:4 | queue:2 | fingerprint:26.
+// Layout of `EntryMeta::word`: hits:4 | queue:2 | fingerprint:26.
 const HITS_MASK: u32 = 0xF;
 const QUEUE_SHIFT: u32 = 4;
 const QUEUE_MASK: u32 = 0b11 << QUEUE_SHIFT;
@@ -187,15 +189,84 @@ const MAX_SIZED: u64 = 1 << 24;
 /// (Caffeine's hash-flooding defence).
 const JITTER_FREQ: u32 = 6;
 
-/// Policy metadata of one slab slot.
-#[derive(Debug)]
+/// The policy's state that lives in the shell's slab entry, beside the key
+/// and value: a hit then touches one cache line, and for `u64` keys and
+/// values the eight bytes fill what would otherwise be padding.
+#[derive(Debug, Default)]
+pub(crate) struct EntryMeta {
+    /// hits:4 | queue:2 | fingerprint:26. Hits are bumped under the shard's
+    /// read lock; everything else changes only under its write lock.
+    word: AtomicU32,
+    /// The entry's weight (>= 1).
+    weight: u32,
+}
+
+impl EntryMeta {
+    /// Metadata of a new entry weighing `weight`, not yet known to a policy.
+    pub(crate) fn new(weight: u32) -> Self {
+        EntryMeta {
+            word: AtomicU32::new(0),
+            weight,
+        }
+    }
+
+    /// A hit on this entry; called under a shared read lock, concurrently.
+    /// One relaxed load and at most one relaxed store; racing hits may be
+    /// lost, which only makes the entry look a little colder.
+    #[inline]
+    pub(crate) fn record_hit(&self) {
+        let word = self.word.load(Ordering::Relaxed);
+        if word & HITS_MASK != HITS_MASK {
+            self.word.store(word + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// The entry's weight.
+    #[inline]
+    pub(crate) fn weight(&self) -> u32 {
+        self.weight
+    }
+
+    /// Sets the weight; the caller then tells the policy ([`Policy::update`]).
+    pub(crate) fn set_weight(&mut self, weight: u32) {
+        self.weight = weight;
+    }
+
+    #[inline]
+    fn load(&self) -> u32 {
+        self.word.load(Ordering::Relaxed)
+    }
+
+    /// Only called under the write lock, so no hit can race with it.
+    #[inline]
+    fn store(&self, word: u32) {
+        self.word.store(word, Ordering::Relaxed);
+    }
+
+    #[inline]
+    fn queue(&self) -> usize {
+        ((self.load() & QUEUE_MASK) >> QUEUE_SHIFT) as usize
+    }
+}
+
+/// The shell's slab as the policy sees it: metadata by slot index.
+pub(crate) trait Entries {
+    /// The metadata of the entry in slot `index`.
+    fn meta(&self, index: u32) -> &EntryMeta;
+}
+
+/// Links of one slab slot in one of the policy's lists.
+#[derive(Clone, Copy, Debug)]
 struct Node {
     prev: u32,
     next: u32,
-    weight: u32,
-    /// hits:4 | queue:2 | fingerprint:26. Hits are bumped under the read
-    /// lock; everything else changes only under the write lock.
-    meta: AtomicU32,
+}
+
+impl Node {
+    const UNLINKED: Node = Node {
+        prev: NIL,
+        next: NIL,
+    };
 }
 
 /// An intrusive doubly linked list over `Policy::nodes`.
@@ -273,8 +344,11 @@ impl Policy {
             ((capacity as f64 * DEPTH_REJECTED) as u64).max(1),
             ((capacity as f64 * DEPTH_VICTIM) as u64).max(1),
         ];
+        // Reserve the links a full shard needs (capped like the sketch), so
+        // they never reallocate on the way there.
+        let links = usize::try_from(capacity.saturating_add(1).min(MIN_SIZED + 1)).unwrap_or(0);
         let mut p = Policy {
-            nodes: Vec::new(),
+            nodes: Vec::with_capacity(links),
             lists: [List::EMPTY; 4],
             capacity,
             window_target,
@@ -291,22 +365,11 @@ impl Policy {
         p
     }
 
-    /// A hit on the resident entry `idx`; called under a shared read lock,
-    /// concurrently. One relaxed load and at most one relaxed store to the
-    /// entry's own word; racing hits may be lost.
-    #[inline]
-    pub(crate) fn record_hit(&self, idx: u32) {
-        let m = &self.nodes[idx as usize].meta;
-        let v = m.load(Ordering::Relaxed);
-        if v & HITS_MASK != HITS_MASK {
-            m.store(v + 1, Ordering::Relaxed);
-        }
-    }
-
-    /// A new resident entry in slab slot `idx`, for a key with 64-bit hash
-    /// `hash`, weighing `weight`. It enters the window; the caller then
-    /// calls [`evict`](Self::evict) while over capacity.
-    pub(crate) fn insert(&mut self, idx: u32, hash: u64, weight: u32) {
+    /// The entry in slab slot `idx` is new (its [`EntryMeta`] fresh from
+    /// [`EntryMeta::new`]), for a key with 64-bit hash `hash`. It enters the
+    /// window; the caller then calls [`evict`](Self::evict) while over
+    /// capacity.
+    pub(crate) fn insert<E: Entries + ?Sized>(&mut self, e: &E, idx: u32, hash: u64) {
         let i = idx as usize;
         if i >= self.nodes.len() {
             // Geometric growth, but never past `capacity + 1` slots while
@@ -319,23 +382,18 @@ impl Policy {
             }
             let n = n.max(i + 1);
             self.nodes.reserve_exact(n - self.nodes.len());
-            self.nodes.resize_with(n, || Node {
-                prev: NIL,
-                next: NIL,
-                weight: 0,
-                meta: AtomicU32::new(0),
-            });
+            self.nodes.resize(n, Node::UNLINKED);
         }
-        debug_assert_eq!(self.queue_of(idx), Q_NONE, "insert of a resident slot");
         if self.len() as u64 >= self.sized {
             self.grow();
         }
+        let meta = e.meta(idx);
         // The shell takes table and shard bits from `hash`; mix before use.
         let fp = (mix64(hash ^ 0x6a09_e667_f3bc_c909) >> 38) as u32;
         self.sketch.increment(fp, 1);
         if let Some((kind, age)) = self.ghost.take(fp, self.ghost_clocks) {
             if age < self.ghost_depths[kind] {
-                let step = f64::from(weight) * (1.0 + self.sized as f64 / STEP_DIVISOR);
+                let step = f64::from(meta.weight) * (1.0 + self.sized as f64 / STEP_DIVISOR);
                 let target = if kind == 0 {
                     self.window_target + step
                 } else {
@@ -344,94 +402,82 @@ impl Policy {
                 self.set_window(target);
             }
         }
-        let n = &mut self.nodes[i];
-        n.weight = weight;
-        *n.meta.get_mut() = fp << FP_SHIFT;
-        self.push_tail(Q_WINDOW, idx);
+        meta.store(fp << FP_SHIFT);
+        self.push_tail(e, Q_WINDOW, idx);
     }
 
-    /// The value of resident `idx` was overwritten with one of weight
-    /// `weight`; counts as an access.
-    pub(crate) fn update(&mut self, idx: u32, weight: u32) {
-        let q = self.queue_of(idx);
+    /// The value of resident `idx` was overwritten and its weight changed
+    /// from `old_weight` to what its [`EntryMeta`] now says; counts as an
+    /// access.
+    pub(crate) fn update<E: Entries + ?Sized>(&mut self, e: &E, idx: u32, old_weight: u32) {
+        let meta = e.meta(idx);
+        let q = meta.queue();
         debug_assert_ne!(q, Q_NONE, "update of a slot that is not resident");
-        let n = &mut self.nodes[idx as usize];
-        let old = u64::from(n.weight);
-        n.weight = weight;
         let l = &mut self.lists[q];
-        l.weight = l.weight - old + u64::from(weight);
-        self.record_hit(idx);
+        l.weight = l.weight - u64::from(old_weight) + u64::from(meta.weight);
+        meta.record_hit();
     }
 
     /// Detaches resident `idx` (explicit removal or expiry, not an eviction
     /// decision).
-    pub(crate) fn remove(&mut self, idx: u32) {
+    pub(crate) fn remove<E: Entries + ?Sized>(&mut self, e: &E, idx: u32) {
         debug_assert_ne!(
-            self.queue_of(idx),
+            e.meta(idx).queue(),
             Q_NONE,
             "remove of a slot that is not resident"
         );
-        self.detach(idx);
+        self.detach(e, idx);
     }
 
     /// Called while `self.weight() > capacity`: detaches one victim and
     /// returns its slot index (possibly the entry just inserted, when
     /// admission rejects it). `None` only when empty. Inspects at most
     /// [`SCAN_BUDGET`] entries.
-    pub(crate) fn evict(&mut self) -> Option<u32> {
+    pub(crate) fn evict<E: Entries + ?Sized>(&mut self, e: &E) -> Option<u32> {
         if self.len() == 0 {
             return None;
         }
         let mut budget = SCAN_BUDGET;
         loop {
             if self.lists[Q_WINDOW].weight > self.window_max && self.lists[Q_WINDOW].len > 0 {
-                let cand = self.window_candidate(&mut budget);
-                let cw = u64::from(self.nodes[cand as usize].weight);
+                let cand = self.window_candidate(e, &mut budget);
+                let cw = u64::from(e.meta(cand).weight);
                 let main_w = self.lists[Q_PROBATION].weight + self.lists[Q_PROTECTED].weight;
                 if budget > 0 && main_w + cw <= self.capacity - self.window_max {
                     // Main has room: the candidate moves in unopposed.
                     budget -= 1;
-                    self.move_tail(Q_WINDOW, Q_PROBATION, cand);
+                    self.move_tail(e, Q_WINDOW, Q_PROBATION, cand);
                     continue;
                 }
-                let Some(victim) = self.main_victim(&mut budget) else {
-                    return Some(self.detach(cand));
+                let Some(victim) = self.main_victim(e, &mut budget) else {
+                    return Some(self.detach(e, cand));
                 };
-                if self.admit(cand, victim) {
-                    self.move_tail(Q_WINDOW, Q_PROBATION, cand);
-                    self.remember(victim, 1);
-                    return Some(self.detach(victim));
+                if self.admit(e, cand, victim) {
+                    self.move_tail(e, Q_WINDOW, Q_PROBATION, cand);
+                    self.remember(e, victim, 1);
+                    return Some(self.detach(e, victim));
                 }
-                self.remember(cand, 0);
-                return Some(self.detach(cand));
+                self.remember(e, cand, 0);
+                return Some(self.detach(e, cand));
             }
             // The window is within its share, so main is over its share.
-            if let Some(victim) = self.main_victim(&mut budget) {
-                self.remember(victim, 1);
-                return Some(self.detach(victim));
+            if let Some(victim) = self.main_victim(e, &mut budget) {
+                self.remember(e, victim, 1);
+                return Some(self.detach(e, victim));
             }
             let h = self.lists[Q_WINDOW].head;
-            return Some(self.detach(h));
+            return Some(self.detach(e, h));
         }
     }
 
-    /// The shell's slab moved the resident entry in slot `from` into slot
-    /// `to`, whose previous entry this policy has already let go of (by
-    /// [`evict`](Self::evict) or [`remove`](Self::remove)). O(1).
-    pub(crate) fn relocate(&mut self, from: u32, to: u32) {
-        debug_assert_eq!(self.queue_of(to), Q_NONE, "relocate onto a resident slot");
-        let moved = &mut self.nodes[from as usize];
-        let (prev, next, weight) = (moved.prev, moved.next, moved.weight);
-        let meta = std::mem::take(moved.meta.get_mut());
-        moved.prev = NIL;
-        moved.next = NIL;
-        moved.weight = 0;
-        let target = &mut self.nodes[to as usize];
-        target.prev = prev;
-        target.next = next;
-        target.weight = weight;
-        *target.meta.get_mut() = meta;
-        let q = ((meta & QUEUE_MASK) >> QUEUE_SHIFT) as usize;
+    /// The shell's slab moved the resident entry in slot `from` (metadata
+    /// included) into slot `to`, whose previous entry this policy has
+    /// already let go of (by [`evict`](Self::evict) or
+    /// [`remove`](Self::remove)). O(1).
+    pub(crate) fn relocate<E: Entries + ?Sized>(&mut self, e: &E, from: u32, to: u32) {
+        let Node { prev, next } = std::mem::replace(&mut self.nodes[from as usize], Node::UNLINKED);
+        self.nodes[to as usize] = Node { prev, next };
+        let q = e.meta(to).queue();
         if q == Q_NONE {
             return;
         }
@@ -460,37 +506,17 @@ impl Policy {
             as usize
     }
 
-    /// Forgets every resident entry (`invalidate_all`). Frequency and ghost
-    /// history, and the learned window size, are kept: they describe the
-    /// workload, not the contents.
+    /// Forgets every resident entry (`invalidate_all`; the shell drops the
+    /// entries and their metadata). Frequency and ghost history, and the
+    /// learned window size, are kept: they describe the workload, not the
+    /// contents.
     pub(crate) fn clear(&mut self) {
-        for q in [Q_WINDOW, Q_PROBATION, Q_PROTECTED] {
-            let mut i = self.lists[q].head;
-            while i != NIL {
-                let n = &mut self.nodes[i as usize];
-                i = n.next;
-                n.prev = NIL;
-                n.next = NIL;
-                *n.meta.get_mut() = 0;
-            }
-            self.lists[q] = List::EMPTY;
-        }
+        self.nodes.fill(Node::UNLINKED);
+        self.lists = [List::EMPTY; 4];
     }
 
     // ---------------------------------------------------------------------
     // internals
-
-    #[inline]
-    fn meta(&self, idx: u32) -> u32 {
-        self.nodes[idx as usize].meta.load(Ordering::Relaxed)
-    }
-
-    #[inline]
-    fn queue_of(&self, idx: u32) -> usize {
-        self.nodes.get(idx as usize).map_or(Q_NONE, |n| {
-            ((n.meta.load(Ordering::Relaxed) & QUEUE_MASK) >> QUEUE_SHIFT) as usize
-        })
-    }
 
     fn set_window(&mut self, target: f64) {
         let cap = self.capacity as f64;
@@ -511,32 +537,30 @@ impl Policy {
         self.ghost = Ghost::new(ghost_slots(self.sized), self.ghost_depths[1]);
     }
 
-    fn push_tail(&mut self, q: usize, idx: u32) {
-        let w = u64::from(self.nodes[idx as usize].weight);
+    fn push_tail<E: Entries + ?Sized>(&mut self, e: &E, q: usize, idx: u32) {
+        let meta = e.meta(idx);
         let l = &mut self.lists[q];
         let old_tail = l.tail;
         l.tail = idx;
         if old_tail == NIL {
             l.head = idx;
         }
-        l.weight += w;
+        l.weight += u64::from(meta.weight);
         l.len += 1;
         if old_tail != NIL {
             self.nodes[old_tail as usize].next = idx;
         }
-        let n = &mut self.nodes[idx as usize];
-        n.prev = old_tail;
-        n.next = NIL;
-        let m = n.meta.get_mut();
-        *m = (*m & !QUEUE_MASK) | ((q as u32) << QUEUE_SHIFT);
+        self.nodes[idx as usize] = Node {
+            prev: old_tail,
+            next: NIL,
+        };
+        meta.store((meta.load() & !QUEUE_MASK) | ((q as u32) << QUEUE_SHIFT));
     }
 
-    fn unlink(&mut self, q: usize, idx: u32) {
-        let n = &mut self.nodes[idx as usize];
-        let (prev, next, w) = (n.prev, n.next, u64::from(n.weight));
-        n.prev = NIL;
-        n.next = NIL;
-        *n.meta.get_mut() &= !QUEUE_MASK;
+    fn unlink<E: Entries + ?Sized>(&mut self, e: &E, q: usize, idx: u32) {
+        let meta = e.meta(idx);
+        let Node { prev, next } = std::mem::replace(&mut self.nodes[idx as usize], Node::UNLINKED);
+        meta.store(meta.load() & !QUEUE_MASK);
         if prev != NIL {
             self.nodes[prev as usize].next = next;
         } else {
@@ -548,68 +572,71 @@ impl Policy {
             self.lists[q].tail = prev;
         }
         let l = &mut self.lists[q];
-        l.weight -= w;
+        l.weight -= u64::from(meta.weight);
         l.len -= 1;
     }
 
-    fn move_tail(&mut self, from: usize, to: usize, idx: u32) {
-        self.unlink(from, idx);
-        self.push_tail(to, idx);
+    fn move_tail<E: Entries + ?Sized>(&mut self, e: &E, from: usize, to: usize, idx: u32) {
+        self.unlink(e, from, idx);
+        self.push_tail(e, to, idx);
     }
 
     /// Adds the entry's uncounted hits to the sketch; returns whether it had
     /// any (its CLOCK reference bit).
-    fn fold(&mut self, idx: u32) -> bool {
-        let m = self.nodes[idx as usize].meta.get_mut();
-        let hits = *m & HITS_MASK;
+    fn fold<E: Entries + ?Sized>(&mut self, e: &E, idx: u32) -> bool {
+        let meta = e.meta(idx);
+        let word = meta.load();
+        let hits = word & HITS_MASK;
         if hits == 0 {
             return false;
         }
-        *m &= !HITS_MASK;
-        let fp = *m >> FP_SHIFT;
-        self.sketch.increment(fp, hits);
+        meta.store(word & !HITS_MASK);
+        self.sketch.increment(word >> FP_SHIFT, hits);
         true
     }
 
     /// Unlinks a resident entry for good and returns its index.
-    fn detach(&mut self, idx: u32) -> u32 {
-        self.fold(idx);
-        let q = self.queue_of(idx);
-        self.unlink(q, idx);
-        *self.nodes[idx as usize].meta.get_mut() = 0;
+    fn detach<E: Entries + ?Sized>(&mut self, e: &E, idx: u32) -> u32 {
+        self.fold(e, idx);
+        let q = e.meta(idx).queue();
+        self.unlink(e, q, idx);
         idx
     }
 
     /// Records in the ghost that `idx` is leaving as `kind` (0: rejected
     /// candidate, 1: main victim).
-    fn remember(&mut self, idx: u32, kind: usize) {
-        let fp = self.meta(idx) >> FP_SHIFT;
-        self.ghost_clocks[kind] += u64::from(self.nodes[idx as usize].weight);
-        self.ghost
-            .record(fp, kind, self.ghost_clocks, self.ghost_depths);
+    fn remember<E: Entries + ?Sized>(&mut self, e: &E, idx: u32, kind: usize) {
+        let meta = e.meta(idx);
+        self.ghost_clocks[kind] += u64::from(meta.weight);
+        self.ghost.record(
+            meta.load() >> FP_SHIFT,
+            kind,
+            self.ghost_clocks,
+            self.ghost_depths,
+        );
     }
 
     /// The window entry to leave next: the CLOCK hand gives referenced
     /// entries another round. The window must not be empty.
-    fn window_candidate(&mut self, budget: &mut u32) -> u32 {
+    fn window_candidate<E: Entries + ?Sized>(&mut self, e: &E, budget: &mut u32) -> u32 {
         loop {
             let h = self.lists[Q_WINDOW].head;
             if *budget == 0 {
-                self.fold(h);
+                self.fold(e, h);
                 return h;
             }
             *budget -= 1;
-            if !self.fold(h) {
+            if !self.fold(e, h) {
                 return h;
             }
-            self.move_tail(Q_WINDOW, Q_WINDOW, h);
+            self.move_tail(e, Q_WINDOW, Q_WINDOW, h);
         }
     }
 
     /// Main's victim: the probation head once the CLOCK hand has promoted
     /// referenced entries to protected. Falls back to protected's head when
     /// probation is empty; `None` when main is empty.
-    fn main_victim(&mut self, budget: &mut u32) -> Option<u32> {
+    fn main_victim<E: Entries + ?Sized>(&mut self, e: &E, budget: &mut u32) -> Option<u32> {
         loop {
             let h = self.lists[Q_PROBATION].head;
             if h == NIL {
@@ -617,34 +644,34 @@ impl Policy {
                 if p == NIL {
                     return None;
                 }
-                self.fold(p);
-                self.move_tail(Q_PROTECTED, Q_PROBATION, p);
+                self.fold(e, p);
+                self.move_tail(e, Q_PROTECTED, Q_PROBATION, p);
                 return Some(p);
             }
             if *budget == 0 {
-                self.fold(h);
+                self.fold(e, h);
                 return Some(h);
             }
             *budget -= 1;
-            if !self.fold(h) {
+            if !self.fold(e, h) {
                 return Some(h);
             }
-            self.move_tail(Q_PROBATION, Q_PROTECTED, h);
-            self.demote_protected(budget);
+            self.move_tail(e, Q_PROBATION, Q_PROTECTED, h);
+            self.demote_protected(e, budget);
         }
     }
 
     /// Brings protected back within its share: the CLOCK hand gives
     /// referenced entries another round and demotes the rest to probation.
     /// Stops when the budget runs out (the share is a soft limit).
-    fn demote_protected(&mut self, budget: &mut u32) {
+    fn demote_protected<E: Entries + ?Sized>(&mut self, e: &E, budget: &mut u32) {
         while self.lists[Q_PROTECTED].weight > self.protected_max && *budget > 0 {
             *budget -= 1;
             let h = self.lists[Q_PROTECTED].head;
-            if self.fold(h) {
-                self.move_tail(Q_PROTECTED, Q_PROTECTED, h);
+            if self.fold(e, h) {
+                self.move_tail(e, Q_PROTECTED, Q_PROTECTED, h);
             } else {
-                self.move_tail(Q_PROTECTED, Q_PROBATION, h);
+                self.move_tail(e, Q_PROTECTED, Q_PROBATION, h);
             }
         }
     }
@@ -655,9 +682,9 @@ impl Policy {
     }
 
     /// TinyLFU's admission test, with Caffeine's random jitter.
-    fn admit(&mut self, cand: u32, victim: u32) -> bool {
-        let cf = self.sketch.estimate(self.meta(cand) >> FP_SHIFT);
-        let vf = self.sketch.estimate(self.meta(victim) >> FP_SHIFT);
+    fn admit<E: Entries + ?Sized>(&mut self, e: &E, cand: u32, victim: u32) -> bool {
+        let cf = self.sketch.estimate(e.meta(cand).load() >> FP_SHIFT);
+        let vf = self.sketch.estimate(e.meta(victim).load() >> FP_SHIFT);
         if cf > vf {
             return true;
         }
@@ -666,331 +693,4 @@ impl Policy {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    /// Checks every structural invariant.
-    fn check(p: &Policy) {
-        let mut seen = 0usize;
-        for q in [Q_WINDOW, Q_PROBATION, Q_PROTECTED] {
-            let l = p.lists[q];
-            let (mut len, mut weight, mut prev, mut i) = (0u32, 0u64, NIL, l.head);
-            while i != NIL {
-                let n = &p.nodes[i as usize];
-                assert_eq!(n.prev, prev);
-                assert_eq!(p.queue_of(i), q);
-                len += 1;
-                weight += u64::from(n.weight);
-                prev = i;
-                i = n.next;
-            }
-            assert_eq!(l.tail, prev);
-            assert_eq!(l.len, len);
-            assert_eq!(l.weight, weight);
-            seen += len as usize;
-        }
-        assert_eq!(seen, p.len());
-    }
-
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            mix64(self.0)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
-
-    /// A miniature shell: slab slots with a free list, like the real one.
-    struct Harness {
-        p: Policy,
-        cap: u64,
-        map: HashMap<u64, u32>,
-        keys: Vec<u64>,
-        weights: Vec<u32>,
-        free: Vec<u32>,
-    }
-
-    impl Harness {
-        fn new(cap: u64) -> Self {
-            Harness {
-                p: Policy::new(cap),
-                cap,
-                map: HashMap::new(),
-                keys: Vec::new(),
-                weights: Vec::new(),
-                free: Vec::new(),
-            }
-        }
-        fn hash(k: u64) -> u64 {
-            mix64(k ^ 0xabcd)
-        }
-        fn get(&mut self, k: u64) -> bool {
-            match self.map.get(&k) {
-                Some(&i) => {
-                    self.p.record_hit(i);
-                    true
-                }
-                None => false,
-            }
-        }
-        fn put(&mut self, k: u64, w: u32) {
-            if w as u64 > self.cap {
-                return;
-            }
-            if let Some(&i) = self.map.get(&k) {
-                self.p.update(i, w);
-                self.weights[i as usize] = w;
-            } else {
-                let i = self.free.pop().unwrap_or_else(|| {
-                    self.keys.push(0);
-                    self.weights.push(0);
-                    (self.keys.len() - 1) as u32
-                });
-                self.keys[i as usize] = k;
-                self.weights[i as usize] = w;
-                self.map.insert(k, i);
-                self.p.insert(i, Self::hash(k), w);
-            }
-            while self.p.weight() > self.cap {
-                let v = self.p.evict().expect("over capacity but nothing to evict");
-                let vk = self.keys[v as usize];
-                assert_eq!(
-                    self.map.remove(&vk),
-                    Some(v),
-                    "evicted a slot that was not resident"
-                );
-                self.free.push(v);
-            }
-        }
-        fn remove(&mut self, k: u64) {
-            if let Some(i) = self.map.remove(&k) {
-                self.p.remove(i);
-                self.free.push(i);
-            }
-        }
-        fn access(&mut self, k: u64) -> bool {
-            let hit = self.get(k);
-            if !hit {
-                self.put(k, 1);
-            }
-            hit
-        }
-        fn assert_consistent(&self) {
-            check(&self.p);
-            assert!(self.p.weight() <= self.cap);
-            assert_eq!(self.p.len(), self.map.len());
-            let w: u64 = self
-                .map
-                .values()
-                .map(|&i| u64::from(self.weights[i as usize]))
-                .sum();
-            assert_eq!(self.p.weight(), w);
-        }
-    }
-
-    #[test]
-    fn empty_policy_has_nothing_to_evict() {
-        let mut p = Policy::new(10);
-        assert_eq!(p.evict(), None);
-        assert_eq!(p.len(), 0);
-        assert_eq!(p.weight(), 0);
-    }
-
-    #[test]
-    fn capacity_one() {
-        let mut h = Harness::new(1);
-        for k in 0..100 {
-            h.access(k % 7);
-            h.assert_consistent();
-            assert!(h.p.len() <= 1);
-        }
-    }
-
-    #[test]
-    fn random_operations_keep_invariants() {
-        for cap in [1u64, 2, 5, 17, 100, 1000] {
-            let mut h = Harness::new(cap);
-            let mut r = Rng(cap);
-            for step in 0..20_000u64 {
-                let k = r.below(cap * 3 + 5);
-                match r.below(10) {
-                    0..=5 => {
-                        h.access(k);
-                    }
-                    6 => {
-                        let w = 1 + r.below(cap.min(40)) as u32;
-                        h.put(k, w);
-                    }
-                    7 => h.remove(k),
-                    8 => {
-                        h.get(k);
-                    }
-                    _ => {
-                        if step % 5000 == 0 {
-                            h.p.clear();
-                            h.map.clear();
-                            h.free = (0..h.keys.len() as u32).collect();
-                        }
-                    }
-                }
-                if step % 97 == 0 {
-                    h.assert_consistent();
-                }
-            }
-            h.assert_consistent();
-        }
-    }
-
-    #[test]
-    fn weights_are_tracked() {
-        let mut h = Harness::new(100);
-        h.put(1, 30);
-        h.put(2, 50);
-        assert_eq!(h.p.weight(), 80);
-        h.put(1, 10);
-        assert_eq!(h.p.weight(), 60);
-        h.put(3, 45);
-        h.assert_consistent();
-        assert!(h.p.weight() <= 100);
-        h.remove(2);
-        h.assert_consistent();
-        h.put(4, 100);
-        h.assert_consistent();
-        assert!(h.p.weight() <= 100);
-    }
-
-    #[test]
-    fn evict_until_empty_returns_each_entry_once() {
-        let mut p = Policy::new(1_000_000);
-        for i in 0..500u32 {
-            p.insert(i, mix64(u64::from(i)), 1 + i % 3);
-            if i % 2 == 0 {
-                p.record_hit(i);
-            }
-        }
-        let mut out = Vec::new();
-        while let Some(v) = p.evict() {
-            out.push(v);
-            check(&p);
-        }
-        out.sort_unstable();
-        assert_eq!(out, (0..500).collect::<Vec<_>>());
-        assert_eq!(p.weight(), 0);
-    }
-
-    #[test]
-    fn evict_is_bounded_when_everything_is_hot() {
-        let cap = 10_000u64;
-        let mut h = Harness::new(cap);
-        for k in 0..cap {
-            h.access(k);
-        }
-        // Mark every resident entry referenced, many times over.
-        let idxs: Vec<u32> = h.map.values().copied().collect();
-        for _ in 0..20 {
-            for &i in &idxs {
-                h.p.record_hit(i);
-            }
-        }
-        for k in cap..cap + 1000 {
-            // Every call must still evict something.
-            h.access(k);
-            h.assert_consistent();
-        }
-    }
-
-    #[test]
-    fn frequent_keys_survive_a_scan() {
-        // 50 hot keys, each reused every ~200 accesses (twice the capacity,
-        // so LRU would miss every time), mixed into a scan of one-time keys.
-        let mut h = Harness::new(100);
-        let mut r = Rng(3);
-        let (mut hot_hits, mut hot_total) = (0u32, 0u32);
-        for t in 0..100_000u64 {
-            if t % 4 == 0 {
-                let k = r.below(50);
-                let hit = h.access(k);
-                if t > 50_000 {
-                    hot_total += 1;
-                    hot_hits += u32::from(hit);
-                }
-            } else {
-                h.access(1_000_000 + t);
-            }
-        }
-        assert!(
-            hot_hits * 10 > hot_total * 9,
-            "hot keys hit {hot_hits} of {hot_total}"
-        );
-    }
-
-    #[test]
-    fn window_opens_for_recency_and_stays_small_for_loops() {
-        // Recency: a sliding working set a bit larger than main's TinyLFU can
-        // hold on frequency alone; returning rejected candidates open the
-        // window.
-        let mut h = Harness::new(1000);
-        let mut r = Rng(7);
-        for t in 0..200_000u64 {
-            let k = if r.below(2) == 0 {
-                t / 2
-            } else {
-                t / 2 - r.below(800.min(t / 2 + 1))
-            };
-            h.access(k);
-        }
-        assert!(h.p.window_max > 300, "window stayed at {}", h.p.window_max);
-
-        // A loop longer than the cache: LRU would never hit, TinyLFU pins
-        // part of it, and the window must not open.
-        let mut h = Harness::new(1000);
-        let mut hits = 0;
-        for t in 0..100_000u64 {
-            hits += u32::from(h.access(t % 1500));
-        }
-        assert!(h.p.window_max < 200, "window opened to {}", h.p.window_max);
-        assert!(hits > 30_000, "loop hits {hits}");
-    }
-
-    #[test]
-    fn grows_history_with_residents() {
-        let cap = MIN_SIZED * 4;
-        let mut p = Policy::new(cap);
-        assert_eq!(p.sized, MIN_SIZED);
-        for i in 0..(MIN_SIZED as u32 + 1) {
-            p.insert(i, mix64(u64::from(i)), 1);
-        }
-        assert_eq!(p.sized, MIN_SIZED * 2);
-        assert_eq!(p.sketch.words() as u64, p.sized * 3 / 4);
-        assert_eq!(p.ghost.len() as u64, p.sized / 2);
-        check(&p);
-    }
-
-    #[test]
-    fn history_costs_at_most_8_bytes_per_entry_at_shard_scale() {
-        // 1M entries over 32 shards.
-        let p = Policy::new(31_250);
-        let bytes = 8 * p.sketch.words() + 4 * p.ghost.len();
-        assert!(bytes <= 8 * 31_250, "{bytes} bytes");
-    }
-
-    #[test]
-    fn nodes_stop_at_capacity_plus_one() {
-        let cap = 1000u64;
-        let mut h = Harness::new(cap);
-        for k in 0..5 * cap {
-            h.access(k);
-        }
-        assert_eq!(h.p.nodes.len() as u64, cap + 1);
-        assert_eq!(h.p.nodes.capacity() as u64, cap + 1);
-    }
-
-    #[test]
-    fn node_is_16_bytes() {
-        assert_eq!(std::mem::size_of::<Node>(), 16);
-    }
-}
+mod tests;
