@@ -5,10 +5,11 @@
 //! Replacement Cache", USENIX FAST 2003) it holds no values, only enough to
 //! recognise a key that comes back, which of two ways it left, and how long
 //! ago. Unlike ARC's lists it is a fixed-size, 16-way set-associative table of
-//! `u32` slots (a bucket is 64 bytes): recording and looking up are O(1) with
-//! no allocation, a full bucket drops its relatively oldest record, and a false
-//! match needs a 15-bit tag collision inside one bucket (about 1 in 2,000
-//! look-ups).
+//! `u32` slots in 64-byte buckets aligned to 64 bytes, so each bucket is one
+//! cache line: recording and looking up are O(1) with no allocation and touch
+//! that one line, a full bucket drops its relatively oldest record, and a
+//! false match needs a 15-bit tag collision inside one bucket (about 1 in
+//! 2,000 look-ups).
 //!
 //! The policy only acts on records younger than 12 % (rejected candidates)
 //! and 20 % (main victims) of the capacity's worth of departures, so at most
@@ -32,10 +33,15 @@ const STAMP_MASK: u32 = (1 << STAMP_BITS) - 1;
 const KIND_BIT: u32 = 1 << STAMP_BITS;
 const TAG_SHIFT: u32 = STAMP_BITS + 1;
 
+/// One cache line of slots; a key's record can only be in its own bucket.
+#[repr(align(64))]
+#[derive(Clone, Copy, Debug, Default)]
+struct Bucket([u32; WAYS]);
+
 /// The ghost table.
 #[derive(Debug)]
 pub(super) struct Ghost {
-    slots: Vec<u32>,
+    buckets: Vec<Bucket>,
     /// Clock resolution: stamps are `clock >> shift`.
     shift: u32,
 }
@@ -55,15 +61,16 @@ impl Ghost {
         let buckets = (slots / WAYS).max(1);
         let bits = 64 - max_depth.leading_zeros();
         Ghost {
-            slots: vec![0; buckets * WAYS],
+            buckets: vec![Bucket::default(); buckets],
             shift: bits.saturating_sub(13),
         }
     }
 
+    /// A fingerprint's bucket index and its (non-zero) 15-bit tag.
     #[inline]
     fn locate(&self, fp: u32) -> (usize, u32) {
         let h = mix(fp);
-        let b = reduce(h, self.slots.len() / WAYS) * WAYS;
+        let b = reduce(h, self.buckets.len());
         let tag = ((h as u32) & 0x7fff).max(1);
         (b, tag)
     }
@@ -84,10 +91,9 @@ impl Ghost {
         let (b, tag) = self.locate(fp);
         let stamp = ((clocks[kind] >> self.shift) as u32) & STAMP_MASK;
         let val = (tag << TAG_SHIFT) | if kind == 1 { KIND_BIT } else { 0 } | stamp;
-        let mut pick = b;
+        let mut pick = 0;
         let mut worst = 0u128;
-        for i in b..b + WAYS {
-            let s = self.slots[i];
+        for (i, &s) in self.buckets[b].0.iter().enumerate() {
             if s == 0 || s >> TAG_SHIFT == tag {
                 pick = i;
                 break;
@@ -100,27 +106,25 @@ impl Ghost {
                 pick = i;
             }
         }
-        self.slots[pick] = val;
+        self.buckets[b].0[pick] = val;
     }
 
     /// If `fp` is remembered, forgets it and returns (kind, age in clock
     /// units of that kind).
     pub(super) fn take(&mut self, fp: u32, clocks: [u64; 2]) -> Option<(usize, u64)> {
         let (b, tag) = self.locate(fp);
-        for i in b..b + WAYS {
-            let s = self.slots[i];
-            if s != 0 && s >> TAG_SHIFT == tag {
-                self.slots[i] = 0;
-                return Some(self.age(s, clocks));
-            }
-        }
-        None
+        let bucket = &mut self.buckets[b].0;
+        let i = bucket
+            .iter()
+            .position(|&s| s != 0 && s >> TAG_SHIFT == tag)?;
+        let s = std::mem::take(&mut bucket[i]);
+        Some(self.age(s, clocks))
     }
 
     /// Number of slots.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        self.slots.len()
+        self.buckets.len() * WAYS
     }
 }
 
@@ -160,5 +164,14 @@ mod tests {
         assert!(g.take(101, [20, 0]).is_some());
         assert!(g.take(999, [20, 0]).is_some());
         assert_eq!(g.len(), WAYS);
+    }
+
+    #[test]
+    fn buckets_are_cache_lines() {
+        assert_eq!(std::mem::size_of::<Bucket>(), 64);
+        assert_eq!(std::mem::align_of::<Bucket>(), 64);
+        let g = Ghost::new(15_625, 1000);
+        assert_eq!(g.buckets.as_ptr() as usize % 64, 0);
+        assert_eq!(g.len(), 976 * WAYS);
     }
 }

@@ -325,8 +325,11 @@ fn grows_history_with_residents() {
 fn history_costs_at_most_8_bytes_per_entry_at_shard_scale() {
     // 1M entries over 32 shards.
     let p = Policy::new(31_250);
-    let bytes = 8 * p.sketch.words() + 4 * p.ghost.len();
-    assert!(bytes <= 8 * 31_250, "{bytes} bytes");
+    let sketch = 8 * p.sketch.words();
+    let ghost = 4 * p.ghost.len();
+    assert_eq!(sketch, 187_456, "2,929 blocks of 64 bytes");
+    assert_eq!(ghost, 62_464, "976 buckets of 64 bytes");
+    assert!(sketch <= 6 * 31_250 && ghost <= 2 * 31_250);
 }
 
 #[test]
