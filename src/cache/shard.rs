@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use hashbrown::HashTable;
 use parking_lot::RwLock;
 
+use super::builder::MAX_SHARD_ENTRIES;
 use super::expiry::{Expiry, NEVER};
 use super::policy::{Entries, EntryMeta, Policy};
 use super::stats::{CacheStats, LookupCounters, WriteCounters};
@@ -53,8 +54,8 @@ impl<K, V> Entries for Vec<Slot<K, V>> {
     }
 }
 
-/// `repr(C)` keeps the fields a lookup reads (table, slab, policy) first, on
-/// the same cache line as the lock word.
+/// `repr(C)` keeps the fields a lookup reads (table, slab) first, on the
+/// same cache line as the lock word.
 #[repr(C)]
 struct State<K, V> {
     table: HashTable<u32>,
@@ -257,7 +258,9 @@ impl<K: Hash + Eq, V: Clone> Shard<K, V> {
     /// Drops every entry, freeing them after the lock is released.
     pub(crate) fn clear(&self) {
         let mut state = self.state.write();
-        let slots = mem::take(&mut state.slots);
+        // Keep the reserved room: refilling must not pay for regrowth.
+        let room = state.slots.capacity();
+        let slots = mem::replace(&mut state.slots, Vec::with_capacity(room));
         state.table.clear();
         state.policy.clear();
         if let Some(expiry) = &mut state.expiry {
@@ -354,9 +357,11 @@ impl<K: Hash + Eq, V> State<K, V> {
             .get_or_insert_with(|| Expiry::new(resident, config.time_to_idle, now))
     }
 
-    /// Evicts until the policy's weight fits `capacity`.
+    /// Evicts until the policy's weight fits `capacity` and the slab's
+    /// indices fit their `u32` (a weighted shard could otherwise hold more
+    /// than [`MAX_SHARD_ENTRIES`] light entries).
     fn evict_to(&mut self, capacity: u64, hasher: &impl BuildHasher) {
-        while self.policy.weight() > capacity {
+        while self.policy.weight() > capacity || self.slots.len() as u64 > MAX_SHARD_ENTRIES {
             let Some(victim) = self.policy.evict(&self.slots) else {
                 break;
             };

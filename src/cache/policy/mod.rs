@@ -160,11 +160,13 @@
 //!   (96 MB, beyond the 32 MiB L3) 147–162 against 215–231 ns.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
 
+mod entry;
 mod ghost;
 mod sketch;
 
+pub(crate) use entry::{Entries, EntryMeta};
+use entry::{FP_SHIFT, HITS_MASK, QUEUE_MASK, QUEUE_SHIFT};
 use ghost::Ghost;
 use sketch::Sketch;
 
@@ -174,12 +176,6 @@ pub(crate) const SCAN_BUDGET: u32 = 64;
 
 /// End of a list.
 const NIL: u32 = u32::MAX;
-
-// Layout of `EntryMeta::word`: hits:4 | queue:2 | fingerprint:26.
-const HITS_MASK: u32 = 0xF;
-const QUEUE_SHIFT: u32 = 4;
-const QUEUE_MASK: u32 = 0b11 << QUEUE_SHIFT;
-const FP_SHIFT: u32 = 6;
 
 /// Not resident.
 const Q_NONE: usize = 0;
@@ -208,72 +204,6 @@ const MAX_SIZED: u64 = 1 << 24;
 /// Candidates at least this frequent get a 1/128 chance despite losing
 /// (Caffeine's hash-flooding defence).
 const JITTER_FREQ: u32 = 6;
-
-/// The policy's state that lives in the shell's slab entry, beside the key
-/// and value: a hit then touches one cache line, and for `u64` keys and
-/// values the eight bytes fill what would otherwise be padding.
-#[derive(Debug, Default)]
-pub(crate) struct EntryMeta {
-    /// hits:4 | queue:2 | fingerprint:26. Hits are bumped under the shard's
-    /// read lock; everything else changes only under its write lock.
-    word: AtomicU32,
-    /// The entry's weight (>= 1).
-    weight: u32,
-}
-
-impl EntryMeta {
-    /// Metadata of a new entry weighing `weight`, not yet known to a policy.
-    pub(crate) fn new(weight: u32) -> Self {
-        EntryMeta {
-            word: AtomicU32::new(0),
-            weight,
-        }
-    }
-
-    /// A hit on this entry; called under a shared read lock, concurrently.
-    /// One relaxed load and at most one relaxed store; racing hits may be
-    /// lost, which only makes the entry look a little colder.
-    #[inline]
-    pub(crate) fn record_hit(&self) {
-        let word = self.word.load(Ordering::Relaxed);
-        if word & HITS_MASK != HITS_MASK {
-            self.word.store(word + 1, Ordering::Relaxed);
-        }
-    }
-
-    /// The entry's weight.
-    #[inline]
-    pub(crate) fn weight(&self) -> u32 {
-        self.weight
-    }
-
-    /// Sets the weight; the caller then tells the policy ([`Policy::update`]).
-    pub(crate) fn set_weight(&mut self, weight: u32) {
-        self.weight = weight;
-    }
-
-    #[inline]
-    fn load(&self) -> u32 {
-        self.word.load(Ordering::Relaxed)
-    }
-
-    /// Only called under the write lock, so no hit can race with it.
-    #[inline]
-    fn store(&self, word: u32) {
-        self.word.store(word, Ordering::Relaxed);
-    }
-
-    #[inline]
-    fn queue(&self) -> usize {
-        ((self.load() & QUEUE_MASK) >> QUEUE_SHIFT) as usize
-    }
-}
-
-/// The shell's slab as the policy sees it: metadata by slot index.
-pub(crate) trait Entries {
-    /// The metadata of the entry in slot `index`.
-    fn meta(&self, index: u32) -> &EntryMeta;
-}
 
 /// Links of one slab slot in one of the policy's lists.
 #[derive(Clone, Copy, Debug)]
@@ -413,7 +343,7 @@ impl Policy {
         self.sketch.increment(fp, 1);
         if let Some((kind, age)) = self.ghost.take(fp, self.ghost_clocks) {
             if age < self.ghost_depths[kind] {
-                let step = f64::from(meta.weight) * (1.0 + self.sized as f64 / STEP_DIVISOR);
+                let step = f64::from(meta.weight()) * (1.0 + self.sized as f64 / STEP_DIVISOR);
                 let target = if kind == 0 {
                     self.window_target + step
                 } else {
@@ -434,7 +364,7 @@ impl Policy {
         let q = meta.queue();
         debug_assert_ne!(q, Q_NONE, "update of a slot that is not resident");
         let l = &mut self.lists[q];
-        l.weight = l.weight - u64::from(old_weight) + u64::from(meta.weight);
+        l.weight = l.weight - u64::from(old_weight) + u64::from(meta.weight());
         meta.record_hit();
     }
 
@@ -461,7 +391,7 @@ impl Policy {
         loop {
             if self.lists[Q_WINDOW].weight > self.window_max && self.lists[Q_WINDOW].len > 0 {
                 let cand = self.window_candidate(e, &mut budget);
-                let cw = u64::from(e.meta(cand).weight);
+                let cw = u64::from(e.meta(cand).weight());
                 let main_w = self.lists[Q_PROBATION].weight + self.lists[Q_PROTECTED].weight;
                 if budget > 0 && main_w + cw <= self.capacity - self.window_max {
                     // Main has room: the candidate moves in unopposed.
@@ -565,7 +495,7 @@ impl Policy {
         if old_tail == NIL {
             l.head = idx;
         }
-        l.weight += u64::from(meta.weight);
+        l.weight += u64::from(meta.weight());
         l.len += 1;
         if old_tail != NIL {
             self.nodes[old_tail as usize].next = idx;
@@ -592,7 +522,7 @@ impl Policy {
             self.lists[q].tail = prev;
         }
         let l = &mut self.lists[q];
-        l.weight -= u64::from(meta.weight);
+        l.weight -= u64::from(meta.weight());
         l.len -= 1;
     }
 
@@ -627,7 +557,7 @@ impl Policy {
     /// candidate, 1: main victim).
     fn remember<E: Entries + ?Sized>(&mut self, e: &E, idx: u32, kind: usize) {
         let meta = e.meta(idx);
-        self.ghost_clocks[kind] += u64::from(meta.weight);
+        self.ghost_clocks[kind] += u64::from(meta.weight());
         self.ghost.record(
             meta.load() >> FP_SHIFT,
             kind,
