@@ -89,24 +89,31 @@ impl Ghost {
     /// room.
     pub(super) fn record(&mut self, fp: u32, kind: usize, clocks: [u64; 2], depths: [u64; 2]) {
         let (b, tag) = self.locate(fp);
-        let stamp = ((clocks[kind] >> self.shift) as u32) & STAMP_MASK;
-        let val = (tag << TAG_SHIFT) | if kind == 1 { KIND_BIT } else { 0 } | stamp;
-        let mut pick = 0;
-        let mut worst = 0u128;
-        for (i, &s) in self.buckets[b].0.iter().enumerate() {
-            if s == 0 || s >> TAG_SHIFT == tag {
-                pick = i;
-                break;
+        let now = clocks.map(|clock| ((clock >> self.shift) as u32) & STAMP_MASK);
+        let val = (tag << TAG_SHIFT) | if kind == 1 { KIND_BIT } else { 0 } | now[kind];
+        let bucket = &mut self.buckets[b].0;
+        let pick = match bucket.iter().position(|&s| s == 0 || s >> TAG_SHIFT == tag) {
+            Some(free_or_same) => free_or_same,
+            None => {
+                // The relatively oldest record makes room: compare
+                // age_k / depth_k across kinds as age_k * depth_other, in
+                // stamp units (the shared shift does not change the order).
+                let weight = [depths[1].max(1), depths[0].max(1)];
+                let mut pick = 0;
+                let mut worst = 0u64;
+                for (i, &s) in bucket.iter().enumerate() {
+                    let k = usize::from(s & KIND_BIT != 0);
+                    let age = now[k].wrapping_sub(s & STAMP_MASK) & STAMP_MASK;
+                    let score = u64::from(age).saturating_mul(weight[k]).saturating_add(1);
+                    if score > worst {
+                        worst = score;
+                        pick = i;
+                    }
+                }
+                pick
             }
-            let (k, age) = self.age(s, clocks);
-            // Compare age / depth[k] across kinds without division.
-            let score = u128::from(age) * u128::from(depths[1 - k].max(1)) + 1;
-            if score > worst {
-                worst = score;
-                pick = i;
-            }
-        }
-        self.buckets[b].0[pick] = val;
+        };
+        bucket[pick] = val;
     }
 
     /// If `fp` is remembered, forgets it and returns (kind, age in clock
