@@ -3,22 +3,27 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use surgeguard::cache::Cache;
+use surgeguard::cache::{Cache, CacheBuilder};
 use surgeguard::clock::ManualClock;
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
+/// A 100-entry cache on `clock`, with whatever else `configure` sets.
+fn cache_on(
+    clock: &ManualClock,
+    configure: impl FnOnce(CacheBuilder<u32, u32>) -> CacheBuilder<u32, u32>,
+) -> Cache<u32, u32> {
+    configure(Cache::builder().max_capacity(100).clock(clock.clone()))
+        .build()
+        .expect("valid settings")
+}
+
 #[test]
 fn default_ttl_expires_entries_and_counts_them() {
     let clock = ManualClock::new();
-    let cache: Cache<u32, u32> = Cache::builder()
-        .max_capacity(100)
-        .time_to_live(secs(10))
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let cache = cache_on(&clock, |builder| builder.time_to_live(secs(10)));
     cache.insert(1, 1);
     clock.advance(Duration::from_millis(9_999));
     assert_eq!(cache.get(&1), Some(1));
@@ -34,12 +39,7 @@ fn default_ttl_expires_entries_and_counts_them() {
 #[test]
 fn per_entry_ttl_overrides_the_default() {
     let clock = ManualClock::new();
-    let cache: Cache<u32, u32> = Cache::builder()
-        .max_capacity(100)
-        .time_to_live(secs(10))
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let cache = cache_on(&clock, |builder| builder.time_to_live(secs(10)));
     cache.insert_with_ttl(1, 1, secs(100));
     cache.insert_with_ttl(2, 2, secs(1));
     clock.advance(secs(5));
@@ -52,12 +52,7 @@ fn per_entry_ttl_overrides_the_default() {
 #[test]
 fn overwriting_restarts_the_ttl() {
     let clock = ManualClock::new();
-    let cache: Cache<u32, u32> = Cache::builder()
-        .max_capacity(100)
-        .time_to_live(secs(10))
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let cache = cache_on(&clock, |builder| builder.time_to_live(secs(10)));
     cache.insert(1, 1);
     clock.advance(secs(8));
     cache.insert(1, 2);
@@ -70,11 +65,7 @@ fn overwriting_restarts_the_ttl() {
 #[test]
 fn per_entry_ttl_works_without_a_default() {
     let clock = ManualClock::new();
-    let cache: Cache<u32, u32> = Cache::builder()
-        .max_capacity(100)
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let cache = cache_on(&clock, |builder| builder);
     cache.insert(1, 1); // never expires
     cache.insert_with_ttl(2, 2, secs(1));
     clock.advance(secs(3600));
@@ -87,11 +78,7 @@ fn per_entry_ttl_works_without_a_default() {
 #[test]
 fn zero_and_absurd_per_entry_ttls() {
     let clock = ManualClock::new();
-    let cache: Cache<u32, u32> = Cache::builder()
-        .max_capacity(100)
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let cache = cache_on(&clock, |builder| builder);
     cache.insert(1, 1);
     cache.insert_with_ttl(1, 2, Duration::ZERO);
     assert_eq!(
@@ -107,12 +94,7 @@ fn zero_and_absurd_per_entry_ttls() {
 #[test]
 fn time_to_idle_extends_on_reads_and_expires_when_idle() {
     let clock = ManualClock::new();
-    let cache: Cache<u32, u32> = Cache::builder()
-        .max_capacity(100)
-        .time_to_idle(secs(10))
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let cache = cache_on(&clock, |builder| builder.time_to_idle(secs(10)));
     cache.insert(1, 1);
     for _ in 0..5 {
         clock.advance(secs(9));
@@ -125,13 +107,9 @@ fn time_to_idle_extends_on_reads_and_expires_when_idle() {
 #[test]
 fn ttl_caps_time_to_idle() {
     let clock = ManualClock::new();
-    let cache: Cache<u32, u32> = Cache::builder()
-        .max_capacity(100)
-        .time_to_live(secs(20))
-        .time_to_idle(secs(10))
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let cache = cache_on(&clock, |builder| {
+        builder.time_to_live(secs(20)).time_to_idle(secs(10))
+    });
     cache.insert(1, 1);
     clock.advance(secs(9));
     assert_eq!(cache.get(&1), Some(1));
