@@ -61,8 +61,18 @@ pub struct Instant(u64);
 
 impl Instant {
     /// The clock's origin.
+    ///
+    /// ```
+    /// # use surgeguard::clock::Instant;
+    /// assert_eq!(Instant::ZERO.as_nanos(), 0);
+    /// ```
     pub const ZERO: Instant = Instant(0);
     /// A time that is never reached; used for "never expires".
+    ///
+    /// ```
+    /// # use surgeguard::clock::Instant;
+    /// assert!(Instant::from_nanos(u64::MAX - 1) < Instant::FAR_FUTURE);
+    /// ```
     pub const FAR_FUTURE: Instant = Instant(u64::MAX);
 
     /// An instant `nanos` nanoseconds after the origin.

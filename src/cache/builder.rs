@@ -15,9 +15,25 @@ use crate::clock::{duration_to_nanos, Clock, SystemClock};
 
 /// The longest accepted time-to-live or time-to-idle: 100 years. Anything
 /// longer is almost certainly a unit mistake (seconds read as milliseconds...).
+///
+/// ```
+/// use surgeguard::cache::{BuildError, Cache, MAX_DURATION};
+/// use std::time::Duration;
+///
+/// let too_long = MAX_DURATION + Duration::from_secs(1);
+/// let err = Cache::<u64, u64>::builder().max_capacity(1).time_to_live(too_long).build();
+/// assert!(matches!(err, Err(BuildError::DurationTooLong { .. })));
+/// ```
 pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
 /// The most shards a cache may have.
+///
+/// ```
+/// use surgeguard::cache::{BuildError, Cache, MAX_SHARDS};
+///
+/// let err = Cache::<u64, u64>::builder().max_capacity(1).shards(MAX_SHARDS * 2).build();
+/// assert_eq!(err.unwrap_err(), BuildError::InvalidShards(MAX_SHARDS * 2));
+/// ```
 pub const MAX_SHARDS: usize = 1 << 16;
 
 /// Slab indices are `u32` with one bit reserved to mark in-flight loads, so a
@@ -34,7 +50,16 @@ const MIN_SHARD_CAPACITY: u64 = 2048;
 /// Upper bound of the default shard count.
 const MAX_DEFAULT_SHARDS: usize = 256;
 
-/// Why a [`CacheBuilder`] refused its settings.
+/// Why a [`CacheBuilder`] refused its settings. Each message names the
+/// setting and what to change.
+///
+/// ```
+/// use surgeguard::cache::{BuildError, Cache};
+///
+/// let err = Cache::<u64, u64>::builder().build().unwrap_err();
+/// assert_eq!(err, BuildError::NoCapacity);
+/// assert!(err.to_string().contains("max_capacity"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
