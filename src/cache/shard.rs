@@ -200,6 +200,11 @@ impl<K: Hash + Eq, V: Clone> Shard<K, V> {
             }
             Some(old)
         } else {
+            if needs_time {
+                // The wheel runs parallel to the slab: its next node is the
+                // new slot's.
+                state.expiry_or_init(config, now).push(deadline, now);
+            }
             let index = state.slots.len() as u32;
             state.slots.push(Slot {
                 key,
@@ -216,18 +221,6 @@ impl<K: Hash + Eq, V: Clone> Shard<K, V> {
                 config.hasher.hash_one(&slots[i as usize].key)
             });
             policy.insert(slots, index, hash);
-            if needs_time {
-                // A fresh wheel already has a node for the new slot.
-                let resident = state.slots.len() - 1;
-                match &mut state.expiry {
-                    Some(expiry) => expiry.push(deadline, now),
-                    None => {
-                        let mut expiry = Expiry::new(resident, config.time_to_idle, now);
-                        expiry.push(deadline, now);
-                        state.expiry = Some(expiry);
-                    }
-                }
-            }
             None
         };
         state.writes.inserts += 1;
@@ -337,7 +330,7 @@ impl<K: Hash + Eq, V> State<K, V> {
                 .as_ref()
                 .is_some_and(|expiry| expiry.is_expired(index, now));
             self.policy.remove(&self.slots, index);
-            let slot = self.remove_slot(index, &config.hasher);
+            let slot = self.remove_slot(index, hash, &config.hasher);
             if expired {
                 self.writes.expirations += 1;
                 None
@@ -365,7 +358,8 @@ impl<K: Hash + Eq, V> State<K, V> {
             let Some(victim) = self.policy.evict(&self.slots) else {
                 break;
             };
-            drop(self.remove_slot(victim, hasher));
+            let hash = hasher.hash_one(&self.slots[victim as usize].key);
+            drop(self.remove_slot(victim, hash, hasher));
             self.writes.evictions += 1;
         }
     }
@@ -378,16 +372,16 @@ impl<K: Hash + Eq, V> State<K, V> {
             .and_then(|expiry| expiry.next_expired(now, &mut budget))
         {
             self.policy.remove(&self.slots, index);
-            drop(self.remove_slot(index, hasher));
+            let hash = hasher.hash_one(&self.slots[index as usize].key);
+            drop(self.remove_slot(index, hash, hasher));
             self.writes.expirations += 1;
         }
     }
 
-    /// Takes the entry at `index` out of the table, the policy, the wheel and
-    /// the slab (the policy must already have chosen or detached it), moving
-    /// the last entry into the hole.
-    fn remove_slot(&mut self, index: u32, hasher: &impl BuildHasher) -> Slot<K, V> {
-        let hash = hasher.hash_one(&self.slots[index as usize].key);
+    /// Takes the entry at `index` (whose key hashes to `hash`) out of the
+    /// table, the policy, the wheel and the slab (the policy must already have
+    /// chosen or detached it), moving the last entry into the hole.
+    fn remove_slot(&mut self, index: u32, hash: u64, hasher: &impl BuildHasher) -> Slot<K, V> {
         if let Ok(entry) = self.table.find_entry(hash, |&i| i == index) {
             entry.remove();
         }
