@@ -109,6 +109,12 @@ struct Inner<K, V, S> {
     config: Config<K, V, S>,
 }
 
+impl<K, V, S> Inner<K, V, S> {
+    fn len(&self) -> usize {
+        self.shards.iter().map(|shard| shard.0.len()).sum()
+    }
+}
+
 /// Keeps neighbouring shards' locks off each other's cache lines (128 bytes
 /// covers the adjacent-line prefetcher on x86).
 #[repr(align(128))]
@@ -308,7 +314,7 @@ where
     /// # Ok::<(), surgeguard::cache::BuildError>(())
     /// ```
     pub fn len(&self) -> usize {
-        self.inner.shards.iter().map(|shard| shard.0.len()).sum()
+        self.inner.len()
     }
 
     /// Whether [`len`](Self::len) is zero.
@@ -451,9 +457,8 @@ impl<K, V, S> Clone for Cache<K, V, S> {
 
 impl<K, V, S> fmt::Debug for Cache<K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let len: usize = self.inner.shards.iter().map(|shard| shard.0.len()).sum();
         f.debug_struct("Cache")
-            .field("len", &len)
+            .field("len", &self.inner.len())
             .field("capacity", &self.inner.capacity)
             .field("shards", &self.inner.shards.len())
             .finish_non_exhaustive()

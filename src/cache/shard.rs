@@ -80,9 +80,6 @@ pub(crate) struct Shard<K, V> {
     weight: AtomicU64,
 }
 
-/// What an insert left behind, dropped by the caller after the lock is gone.
-pub(crate) type Displaced<V> = Option<V>;
-
 impl<K: Hash + Eq, V: Clone> Shard<K, V> {
     pub(crate) fn new(capacity: u64, count_bound: bool) -> Self {
         // Count-bounded shards size their table once, so no insert ever pays
@@ -172,7 +169,7 @@ impl<K: Hash + Eq, V: Clone> Shard<K, V> {
         weight: u32,
         deadline: u64,
         config: &Config<K, V, S>,
-    ) -> Displaced<V> {
+    ) -> Option<V> {
         let mut state = self.state.write();
         if u64::from(weight) > self.capacity {
             state.writes.rejected += 1;
