@@ -10,6 +10,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::load::LoadSettings;
 use super::{Cache, Config, Weigher};
 use crate::clock::{duration_to_nanos, Clock, SystemClock};
 
@@ -36,8 +37,9 @@ pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60)
 /// ```
 pub const MAX_SHARDS: usize = 1 << 16;
 
-/// Slab indices are `u32` with one bit reserved to mark in-flight loads, so a
-/// shard holds at most 2^31 - 1 entries.
+/// Slab indices are `u32`; keeping them below 2^31 leaves `u32::MAX` (the
+/// timer wheel's "no link") well clear, so a shard holds at most 2^31 - 1
+/// entries.
 pub(crate) const MAX_SHARD_ENTRIES: u64 = (1 << 31) - 1;
 
 /// Default shards per available core: more shards than cores make it less
@@ -93,18 +95,17 @@ pub enum BuildError {
         /// The shard count in use.
         shards: usize,
     },
-    /// A zero time-to-live or time-to-idle.
-    #[error(
-        "{setting} is zero: entries would expire as they are stored; leave it unset for no expiry"
-    )]
+    /// A zero duration (time-to-live, time-to-idle, refresh, a stale window,
+    /// the negative TTL or the load timeout).
+    #[error("{setting} is zero: leave it unset to turn it off")]
     ZeroDuration {
-        /// `"time_to_live"` or `"time_to_idle"`.
+        /// The setting's builder method, such as `"time_to_live"`.
         setting: &'static str,
     },
     /// A duration over [`MAX_DURATION`].
-    #[error("{setting} of {duration:?} is over 100 years: check the unit, or leave it unset for no expiry")]
+    #[error("{setting} of {duration:?} is over 100 years: check the unit, or leave it unset to turn it off")]
     DurationTooLong {
-        /// `"time_to_live"` or `"time_to_idle"`.
+        /// The setting's builder method, such as `"time_to_live"`.
         setting: &'static str,
         /// The rejected duration.
         duration: Duration,
@@ -112,6 +113,16 @@ pub enum BuildError {
     /// A shard count of zero, above [`MAX_SHARDS`], or not a power of two.
     #[error("shards is {0}: use a power of two between 1 and 65536")]
     InvalidShards(usize),
+    /// `refresh_after` is not shorter than `time_to_live`.
+    #[error(
+        "refresh_after must be shorter than time_to_live: an entry would expire before its refresh"
+    )]
+    RefreshNotBeforeExpiry,
+    /// `background_reloads(0)`.
+    #[error(
+        "background_reloads is 0: allow at least one, or leave it unset for the default of 64"
+    )]
+    NoBackgroundReloads,
 }
 
 /// Builds a [`Cache`]; obtained from [`Cache::builder`].
@@ -139,6 +150,7 @@ pub struct CacheBuilder<K, V, S = ahash::RandomState> {
     shards: Option<usize>,
     clock: Arc<dyn Clock>,
     hasher: S,
+    pub(crate) loading: LoadSettings<V>,
     _types: PhantomData<fn(K, V)>,
 }
 
@@ -153,6 +165,7 @@ impl<K, V> Default for CacheBuilder<K, V> {
             shards: None,
             clock: Arc::new(SystemClock),
             hasher: ahash::RandomState::new(),
+            loading: LoadSettings::default(),
             _types: PhantomData,
         }
     }
@@ -306,6 +319,7 @@ where
             shards: self.shards,
             clock: self.clock,
             hasher,
+            loading: self.loading,
             _types: PhantomData,
         }
     }
@@ -349,18 +363,20 @@ where
         if self.max_capacity.is_some() && capacity.div_ceil(shards as u64) > MAX_SHARD_ENTRIES {
             return Err(BuildError::CapacityTooLarge { capacity, shards });
         }
+        let loading = self.loading.validate(time_to_live)?;
         let config = Config {
             hasher: self.hasher,
             clock: self.clock,
             time_to_live,
             time_to_idle,
             weigher: self.weigher,
+            loading,
         };
         Ok(Cache::from_parts(capacity, shards, config))
     }
 }
 
-fn checked_duration(
+pub(crate) fn checked_duration(
     setting: &'static str,
     duration: Option<Duration>,
 ) -> Result<Option<u64>, BuildError> {
@@ -402,6 +418,7 @@ impl<K, V, S: fmt::Debug> fmt::Debug for CacheBuilder<K, V, S> {
             .field("shards", &self.shards)
             .field("clock", &self.clock)
             .field("hasher", &self.hasher)
+            .field("loading", &self.loading)
             .finish()
     }
 }
@@ -487,6 +504,60 @@ mod tests {
                 shards: 1
             }
         );
+    }
+
+    #[test]
+    fn bad_loading_settings_are_named() {
+        let ttl = Duration::from_secs(10);
+        assert_eq!(
+            builder()
+                .max_capacity(1)
+                .time_to_live(ttl)
+                .refresh_after(ttl)
+                .build()
+                .unwrap_err(),
+            BuildError::RefreshNotBeforeExpiry
+        );
+        for (setting, bad) in [
+            ("refresh_after", builder().refresh_after(Duration::ZERO)),
+            (
+                "stale_while_revalidate",
+                builder().stale_while_revalidate(Duration::ZERO),
+            ),
+            ("stale_if_error", builder().stale_if_error(Duration::ZERO)),
+            ("load_timeout", builder().load_timeout(Duration::ZERO)),
+            (
+                "negative_ttl",
+                builder().negative_caching(Duration::ZERO, |_| true),
+            ),
+        ] {
+            assert_eq!(
+                bad.max_capacity(1).build().unwrap_err(),
+                BuildError::ZeroDuration { setting }
+            );
+        }
+        let too_long = MAX_DURATION * 2;
+        assert_eq!(
+            builder()
+                .max_capacity(1)
+                .stale_if_error(too_long)
+                .build()
+                .unwrap_err(),
+            BuildError::DurationTooLong {
+                setting: "stale_if_error",
+                duration: too_long
+            }
+        );
+        assert_eq!(
+            builder()
+                .max_capacity(1)
+                .background_reloads(0)
+                .build()
+                .unwrap_err(),
+            BuildError::NoBackgroundReloads
+        );
+        // Refresh without a default TTL is fine: entries refresh, never expire.
+        assert!(builder().max_capacity(1).refresh_after(ttl).build().is_ok());
     }
 
     #[test]

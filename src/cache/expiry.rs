@@ -16,6 +16,11 @@
 //! [`Expiry::next_expired`] spends from a caller-supplied budget, so the work
 //! per cache operation stays bounded however many entries expire at once.
 //!
+//! Stale windows (stale-while-revalidate, stale-if-error) keep an entry
+//! stored for a fixed `grace` after its deadline: reads see it as expired,
+//! but the loading methods may still serve it while they reload. The wheel
+//! therefore reclaims at `deadline + grace`.
+//!
 //! Time-to-idle is lazy: a read only records the access time (one relaxed
 //! atomic store); when the wheel reaches an entry whose idle deadline moved,
 //! it reschedules the entry instead of reclaiming it.
@@ -41,6 +46,9 @@ const LEVELS: usize = 8;
 struct TimerNode {
     /// Write-based deadline (TTL), `NEVER` if none.
     deadline: u64,
+    /// When a read should start a reload in the background (refresh-ahead,
+    /// or a retry after a failed reload); `NEVER` if none.
+    refresh_at: u64,
     /// Last access in nanoseconds; only maintained with time-to-idle.
     accessed: AtomicU64,
     prev: u32,
@@ -57,35 +65,57 @@ pub(crate) struct Expiry {
     /// Time up to which buckets have been processed, in nanoseconds.
     elapsed: u64,
     time_to_idle: Option<u64>,
+    /// How long an entry stays stored past its deadline (the longer stale
+    /// window), in nanoseconds.
+    grace: u64,
+}
+
+/// When an entry stops being fresh and when it wants a reload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Deadlines {
+    /// Expiry (time-to-live), nanoseconds; `NEVER` for none.
+    pub(crate) expire_at: u64,
+    /// Refresh-ahead point, nanoseconds; `NEVER` for none.
+    pub(crate) refresh_at: u64,
+}
+
+impl Deadlines {
+    /// Neither expires nor refreshes.
+    pub(crate) const NONE: Deadlines = Deadlines {
+        expire_at: NEVER,
+        refresh_at: NEVER,
+    };
 }
 
 impl Expiry {
     /// A wheel for a shard that already holds `resident` entries, none of
     /// which expire.
-    pub(crate) fn new(resident: usize, time_to_idle: Option<u64>, now: u64) -> Self {
+    pub(crate) fn new(resident: usize, time_to_idle: Option<u64>, grace: u64, now: u64) -> Self {
         let mut nodes = Vec::with_capacity(resident);
-        nodes.extend((0..resident).map(|_| TimerNode::idle(NEVER, now)));
+        nodes.extend((0..resident).map(|_| TimerNode::idle(Deadlines::NONE, now)));
         Expiry {
             nodes,
             heads: Box::new([NIL; LEVELS * SLOTS]),
             occupied: [0; LEVELS],
             elapsed: now,
             time_to_idle,
+            grace,
         }
     }
 
     /// Registers a new entry at index `nodes.len()` (the slab's next slot).
-    pub(crate) fn push(&mut self, deadline: u64, now: u64) {
+    pub(crate) fn push(&mut self, deadlines: Deadlines, now: u64) {
         let index = self.nodes.len() as u32;
-        self.nodes.push(TimerNode::idle(deadline, now));
+        self.nodes.push(TimerNode::idle(deadlines, now));
         self.schedule(index);
     }
 
     /// The entry at `index` was overwritten: new write deadline, fresh access.
-    pub(crate) fn reset(&mut self, index: u32, deadline: u64, now: u64) {
+    pub(crate) fn reset(&mut self, index: u32, deadlines: Deadlines, now: u64) {
         self.unlink(index);
         let node = &mut self.nodes[index as usize];
-        node.deadline = deadline;
+        node.deadline = deadlines.expire_at;
+        node.refresh_at = deadlines.refresh_at;
         *node.accessed.get_mut() = now;
         self.schedule(index);
     }
@@ -106,10 +136,28 @@ impl Expiry {
         self.effective_deadline(&self.nodes[index as usize]) <= now
     }
 
-    /// Whether entries here can expire at all (so a read must consult the clock).
+    /// Whether entries here can expire or want a refresh at all (so a read
+    /// must consult the clock).
     #[inline]
     pub(crate) fn may_expire(&self, index: u32) -> bool {
-        self.time_to_idle.is_some() || self.nodes[index as usize].deadline != NEVER
+        let node = &self.nodes[index as usize];
+        self.time_to_idle.is_some() || node.deadline != NEVER || node.refresh_at != NEVER
+    }
+
+    /// The entry's effective deadline (time-to-live or time-to-idle, whichever
+    /// comes first) and its refresh point.
+    #[inline]
+    pub(crate) fn deadlines(&self, index: u32) -> Deadlines {
+        let node = &self.nodes[index as usize];
+        Deadlines {
+            expire_at: self.effective_deadline(node),
+            refresh_at: node.refresh_at,
+        }
+    }
+
+    /// Moves the entry's refresh point (a failed reload backs off).
+    pub(crate) fn set_refresh_at(&mut self, index: u32, refresh_at: u64) {
+        self.nodes[index as usize].refresh_at = refresh_at;
     }
 
     /// Removes the entry at `index` and moves the last node into its place,
@@ -156,7 +204,7 @@ impl Expiry {
             let index = self.heads[level * SLOTS + slot];
             *budget -= 1;
             self.unlink(index);
-            let deadline = self.effective_deadline(&self.nodes[index as usize]);
+            let deadline = self.reclaim_at(&self.nodes[index as usize]);
             if deadline <= now {
                 return Some(index);
             }
@@ -175,6 +223,12 @@ impl Expiry {
                 .min(node.accessed.load(Ordering::Relaxed).saturating_add(idle)),
             None => node.deadline,
         }
+    }
+
+    /// When the entry may be reclaimed: its deadline plus the stale grace.
+    #[inline]
+    fn reclaim_at(&self, node: &TimerNode) -> u64 {
+        self.effective_deadline(node).saturating_add(self.grace)
     }
 
     /// The earliest non-empty bucket as (level, slot, start time).
@@ -204,7 +258,7 @@ impl Expiry {
 
     fn schedule(&mut self, index: u32) {
         let node = &self.nodes[index as usize];
-        let deadline = self.effective_deadline(node).max(self.elapsed);
+        let deadline = self.reclaim_at(node).max(self.elapsed);
         if deadline == NEVER {
             return;
         }
@@ -272,9 +326,10 @@ impl Expiry {
 }
 
 impl TimerNode {
-    fn idle(deadline: u64, now: u64) -> Self {
+    fn idle(deadlines: Deadlines, now: u64) -> Self {
         TimerNode {
-            deadline,
+            deadline: deadlines.expire_at,
+            refresh_at: deadlines.refresh_at,
             accessed: AtomicU64::new(now),
             prev: NIL,
             next: NIL,
@@ -289,6 +344,13 @@ mod tests {
 
     const MS: u64 = 1_000_000;
 
+    fn expiring(expire_at: u64) -> Deadlines {
+        Deadlines {
+            expire_at,
+            refresh_at: NEVER,
+        }
+    }
+
     fn drain(expiry: &mut Expiry, now: u64) -> Vec<u32> {
         let mut out = Vec::new();
         let mut budget = u32::MAX;
@@ -301,10 +363,10 @@ mod tests {
 
     #[test]
     fn entries_are_reclaimed_once_due_and_not_before() {
-        let mut wheel = Expiry::new(0, None, 0);
-        wheel.push(5 * MS, 0);
-        wheel.push(3_600_000 * MS, 0);
-        wheel.push(NEVER, 0);
+        let mut wheel = Expiry::new(0, None, 0, 0);
+        wheel.push(expiring(5 * MS), 0);
+        wheel.push(expiring(3_600_000 * MS), 0);
+        wheel.push(expiring(NEVER), 0);
         assert!(drain(&mut wheel, 4 * MS).is_empty());
         assert_eq!(drain(&mut wheel, 10 * MS), vec![0]);
         // swap_remove moved the never-expiring entry into slot 0; the
@@ -316,10 +378,25 @@ mod tests {
     }
 
     #[test]
+    fn grace_keeps_an_expired_entry_stored_until_it_runs_out() {
+        let mut wheel = Expiry::new(0, None, 20 * MS, 0);
+        wheel.push(expiring(5 * MS), 0);
+        assert!(
+            wheel.is_expired(0, 5 * MS),
+            "expired for reads at its deadline"
+        );
+        assert!(
+            drain(&mut wheel, 24 * MS).is_empty(),
+            "kept through the grace"
+        );
+        assert_eq!(drain(&mut wheel, 27 * MS), vec![0]);
+    }
+
+    #[test]
     fn budget_bounds_the_work_per_call() {
-        let mut wheel = Expiry::new(0, None, 0);
+        let mut wheel = Expiry::new(0, None, 0, 0);
         for i in 0..100 {
-            wheel.push(MS + i, 0);
+            wheel.push(expiring(MS + i), 0);
         }
         let mut budget = 10;
         let mut reclaimed = 0;
@@ -334,8 +411,8 @@ mod tests {
 
     #[test]
     fn idle_deadline_moves_with_access() {
-        let mut wheel = Expiry::new(0, Some(10 * MS), 0);
-        wheel.push(NEVER, 0);
+        let mut wheel = Expiry::new(0, Some(10 * MS), 0, 0);
+        wheel.push(expiring(NEVER), 0);
         wheel.record_access(0, 8 * MS);
         assert!(!wheel.is_expired(0, 12 * MS));
         assert!(drain(&mut wheel, 12 * MS).is_empty());
@@ -353,13 +430,13 @@ mod tests {
             seed ^= seed << 17;
             seed
         };
-        let mut wheel = Expiry::new(0, None, 0);
+        let mut wheel = Expiry::new(0, None, 0, 0);
         let mut deadlines = Vec::new();
         for _ in 0..2_000 {
             let magnitude = next() % 50;
             let deadline = 1 + next() % (1u64 << magnitude.max(1));
             deadlines.push(deadline);
-            wheel.push(deadline, 0);
+            wheel.push(expiring(deadline), 0);
         }
         let mut now = 0u64;
         while now < (1 << 50) {
@@ -379,11 +456,11 @@ mod tests {
 
     #[test]
     fn clock_going_backwards_is_harmless() {
-        let mut wheel = Expiry::new(0, None, 100 * MS);
-        wheel.push(150 * MS, 100 * MS);
+        let mut wheel = Expiry::new(0, None, 0, 100 * MS);
+        wheel.push(expiring(150 * MS), 100 * MS);
         assert!(drain(&mut wheel, 200 * MS).len() == 1);
         // The clock jumps back; a new entry's deadline is behind `elapsed`.
-        wheel.push(60 * MS, 50 * MS);
+        wheel.push(expiring(60 * MS), 50 * MS);
         assert!(drain(&mut wheel, 55 * MS).is_empty());
         assert_eq!(drain(&mut wheel, 202 * MS), vec![0]);
     }

@@ -5,7 +5,8 @@
 //!                                                   ├─ table: hash → slab index
 //!                                                   ├─ slab: key, value, policy word (dense)
 //!                                                   ├─ policy: eviction (per shard)
-//!                                                   └─ expiry: timer wheel (when used)
+//!                                                   ├─ expiry: timer wheel (when used)
+//!                                                   └─ flights: loads in progress (load/)
 //! ```
 //!
 //! * **No global lock.** Each key hashes to one shard; a shard has its own
@@ -29,6 +30,57 @@
 //!   expensive to clone; the cache then hands out cheap reference-counted
 //!   handles.
 //!
+//!
+//! ## Loading
+//!
+//! [`Cache::get_or_try_load`] (blocking) and `Cache::get_or_try_load_async`
+//! (feature `tokio`) load a missing key through the cache with stampede
+//! protection:
+//!
+//! * **One load per key at a time.** Concurrent misses on a key share one
+//!   loader call and its value or error ([`LoadError`]); errors are not
+//!   cached. A panicking loader fails its waiters with
+//!   [`LoadError::Panicked`] and frees the key; an optional
+//!   [load timeout](CacheBuilder::load_timeout) bounds every wait.
+//! * **Refresh-ahead** ([`CacheBuilder::refresh_after`]): an entry older
+//!   than that is returned at once and reloaded in the background, so a hot
+//!   key never expires under load. One reload per key at a time; an insert or
+//!   remove meanwhile wins; a failed reload keeps the old value.
+//! * **Stale windows**, as RFC 5861 defines them for HTTP:
+//!   [`stale_while_revalidate`](CacheBuilder::stale_while_revalidate) serves
+//!   an expired value at once while one reload runs behind;
+//!   [`stale_if_error`](CacheBuilder::stale_if_error) falls back to it while
+//!   the origin fails.
+//! * **Negative caching** ([`CacheBuilder::negative_caching`]): keep "not
+//!   found" for a short time.
+//!
+//! The blocking loader runs on the first caller's thread (others park);
+//! background reloads run on a short-lived thread each, at most
+//! [`background_reloads`](CacheBuilder::background_reloads) at once. Async
+//! loads run as Tokio tasks of their own, so a cancelled caller never
+//! strands the others (unlike moka's `get_with`, moka issue #240).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use surgeguard::cache::Cache;
+//!
+//! let cache: Cache<u64, Arc<String>> = Cache::builder()
+//!     .max_capacity(100_000)
+//!     .time_to_live(Duration::from_secs(60))
+//!     .refresh_after(Duration::from_secs(45))
+//!     .stale_while_revalidate(Duration::from_secs(30))
+//!     .stale_if_error(Duration::from_secs(300))
+//!     .build()?;
+//! let page = cache.get_or_try_load(&7, |id| {
+//!     Ok::<_, std::io::Error>(Arc::new(format!("product {id}")))
+//! });
+//! assert_eq!(page.unwrap().as_str(), "product 7");
+//! # Ok::<(), surgeguard::cache::BuildError>(())
+//! ```
+//!
+//! ## Example
+//!
 //! ```
 //! use std::sync::Arc;
 //! use std::time::Duration;
@@ -48,6 +100,7 @@
 
 mod builder;
 mod expiry;
+mod load;
 mod policy;
 mod shard;
 mod stats;
@@ -59,11 +112,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use builder::{BuildError, CacheBuilder, MAX_DURATION, MAX_SHARDS};
+pub use load::LoadError;
 pub use stats::CacheStats;
 
 use crate::clock::{duration_to_nanos, Clock};
-use expiry::NEVER;
+use expiry::{Deadlines, NEVER};
+use load::LoadConfig;
 use shard::Shard;
+use stats::LoadCounters;
 
 type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync + 'static>;
 
@@ -76,12 +132,31 @@ pub(crate) struct Config<K, V, S> {
     /// Nanoseconds.
     time_to_idle: Option<u64>,
     weigher: Option<Weigher<K, V>>,
+    loading: LoadConfig<V>,
 }
 
 impl<K, V, S> Config<K, V, S> {
     #[inline]
     fn now(&self) -> u64 {
         self.clock.now().as_nanos()
+    }
+
+    /// The deadlines of `value` written now and living `ttl` nanoseconds
+    /// (`None`: no time-to-live). Reads the clock only when needed.
+    fn deadlines(&self, value: &V, ttl: Option<u64>) -> Deadlines {
+        if ttl.is_none() && !self.loading.uses_clock() {
+            return Deadlines::NONE;
+        }
+        let now = self.now();
+        let expire_at = ttl.map_or(NEVER, |ttl| now.saturating_add(ttl));
+        self.loading.deadlines(value, now, expire_at)
+    }
+
+    /// What `value` weighs under `key`.
+    fn weigh(&self, key: &K, value: &V) -> u32 {
+        self.weigher
+            .as_ref()
+            .map_or(1, |weigh| weigh(key, value).max(1))
     }
 }
 
@@ -107,6 +182,9 @@ struct Inner<K, V, S> {
     shard_mask: u64,
     capacity: u64,
     config: Config<K, V, S>,
+    loads: LoadCounters,
+    /// Background reloads running now, at most `config.loading.background_reloads`.
+    background_reloads: std::sync::atomic::AtomicUsize,
 }
 
 impl<K, V, S> Inner<K, V, S> {
@@ -155,6 +233,8 @@ where
                 shards,
                 capacity,
                 config,
+                loads: LoadCounters::default(),
+                background_reloads: Default::default(),
             }),
         }
     }
@@ -215,12 +295,7 @@ where
     /// # Ok::<(), surgeguard::cache::BuildError>(())
     /// ```
     pub fn insert(&self, key: K, value: V) {
-        let deadline = self
-            .inner
-            .config
-            .time_to_live
-            .map_or(NEVER, |ttl| self.inner.config.now().saturating_add(ttl));
-        self.insert_until(key, value, deadline);
+        self.insert_living(key, value, self.inner.config.time_to_live);
     }
 
     /// Stores `value` under `key`, expiring after `ttl` instead of the default.
@@ -247,22 +322,16 @@ where
             drop(self.remove(&key));
             return;
         }
-        let deadline = self
-            .inner
-            .config
-            .now()
-            .saturating_add(duration_to_nanos(ttl));
-        self.insert_until(key, value, deadline);
+        self.insert_living(key, value, Some(duration_to_nanos(ttl)));
     }
 
-    fn insert_until(&self, key: K, value: V, deadline: u64) {
+    /// Inserts with a time-to-live of `ttl` nanoseconds (`None`: forever).
+    fn insert_living(&self, key: K, value: V, ttl: Option<u64>) {
         let config = &self.inner.config;
-        let weight = config
-            .weigher
-            .as_ref()
-            .map_or(1, |weigh| weigh(&key, &value).max(1));
+        let weight = config.weigh(&key, &value);
+        let deadlines = config.deadlines(&value, ttl);
         let (hash, shard) = self.locate(&key);
-        let displaced = shard.insert(hash, key, value, weight, deadline, config);
+        let displaced = shard.insert(hash, key, value, weight, deadlines, config);
         // Dropped here, after the shard's lock is released.
         drop(displaced);
     }
@@ -390,6 +459,7 @@ where
         for shard in self.inner.shards.iter() {
             shard.0.add_stats_to(&mut total);
         }
+        self.inner.loads.add_to(&mut total);
         total
     }
 
@@ -439,11 +509,17 @@ where
         Q: Hash + ?Sized,
     {
         let hash = self.inner.config.hasher.hash_one(key);
+        (hash, self.shard_for(hash))
+    }
+
+    /// The shard of a key hashing to `hash`.
+    #[inline]
+    fn shard_for(&self, hash: u64) -> &Shard<K, V> {
         // Bits 32.. pick the shard: the table uses the low bits for the bucket
         // and the top 7 for its tag, so the shard choice stays independent of
         // both.
         let index = (hash >> 32) & self.inner.shard_mask;
-        (hash, &self.inner.shards[index as usize].0)
+        &self.inner.shards[index as usize].0
     }
 }
 

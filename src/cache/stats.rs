@@ -35,6 +35,18 @@ pub struct CacheStats {
     pub expirations: u64,
     /// Entries not stored because they weigh more than a shard can hold.
     pub rejected: u64,
+    /// Loader calls made by the loading methods (including reloads).
+    pub loads: u64,
+    /// Loads that failed: an error, a panic, or the load timeout.
+    pub load_errors: u64,
+    /// Loading calls that waited for another caller's load instead of
+    /// calling the origin themselves.
+    pub coalesced: u64,
+    /// Reloads started in the background (refresh-ahead and
+    /// stale-while-revalidate).
+    pub refreshes: u64,
+    /// Expired values served by the loading methods (within a stale window).
+    pub stale_served: u64,
 }
 
 impl CacheStats {
@@ -97,5 +109,33 @@ impl WriteCounters {
         total.evictions += self.evictions;
         total.expirations += self.expirations;
         total.rejected += self.rejected;
+    }
+}
+
+/// A cache's loading counters: atomics, bumped without any lock. Loads are
+/// rare next to lookups, so one set per cache is enough.
+#[derive(Debug, Default)]
+pub(crate) struct LoadCounters {
+    pub(crate) loads: AtomicU64,
+    pub(crate) load_errors: AtomicU64,
+    pub(crate) coalesced: AtomicU64,
+    pub(crate) refreshes: AtomicU64,
+    pub(crate) stale_served: AtomicU64,
+}
+
+impl LoadCounters {
+    /// Adds one to `counter`.
+    #[inline]
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds these counters to `total`.
+    pub(crate) fn add_to(&self, total: &mut CacheStats) {
+        total.loads += self.loads.load(Ordering::Relaxed);
+        total.load_errors += self.load_errors.load(Ordering::Relaxed);
+        total.coalesced += self.coalesced.load(Ordering::Relaxed);
+        total.refreshes += self.refreshes.load(Ordering::Relaxed);
+        total.stale_served += self.stale_served.load(Ordering::Relaxed);
     }
 }

@@ -12,23 +12,29 @@
 //! are no holes, no free list and no per-entry tag, which is what keeps the
 //! memory per entry small.
 //!
-//! The table maps a key's hash to a `u32`; the top bit of that value is
-//! reserved for in-flight load placeholders (stampede protection), so a
-//! lookup finds a resident entry or a pending load for the key in one probe.
+//! Loads in flight (stampede protection) sit in a second, usually empty,
+//! table beside the first, under the same lock; [`load`] holds the shard's
+//! side of loading, and any explicit write to a key supersedes its flight.
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::mem;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use hashbrown::HashTable;
 use parking_lot::RwLock;
 
 use super::builder::MAX_SHARD_ENTRIES;
-use super::expiry::{Expiry, NEVER};
+use super::expiry::{Deadlines, Expiry};
+use super::load::Flight;
 use super::policy::{Entries, EntryMeta, Policy};
 use super::stats::{CacheStats, LookupCounters, WriteCounters};
 use super::Config;
+
+mod load;
+
+pub(crate) use load::{Lookup, Role};
 
 /// Expired entries reclaimed (or cascaded) at most per write. Each stored
 /// entry expires once and cascades through at most a few wheel levels, so a
@@ -64,6 +70,8 @@ struct State<K, V> {
     /// Allocated when the shard first stores an entry that can expire.
     expiry: Option<Expiry>,
     writes: WriteCounters,
+    /// Loads in flight, by key; empty (and unallocated) unless loading.
+    flights: HashTable<Arc<Flight<K, V>>>,
 }
 
 /// A shard of the cache.
@@ -99,6 +107,7 @@ impl<K: Hash + Eq, V: Clone> Shard<K, V> {
                 policy: Policy::new(capacity),
                 expiry: None,
                 writes: WriteCounters::default(),
+                flights: HashTable::new(),
             }),
             lookups: LookupCounters::default(),
             capacity,
@@ -159,72 +168,21 @@ impl<K: Hash + Eq, V: Clone> Shard<K, V> {
         }
     }
 
-    /// Stores `key → value` expiring at `deadline` (nanoseconds, [`NEVER`]
-    /// for none). Returns the overwritten value, to drop outside the lock.
+    /// Stores `key → value` with `deadlines`, superseding any load of the
+    /// key in flight. Returns the overwritten value, to drop outside the
+    /// lock.
     pub(crate) fn insert<S: BuildHasher>(
         &self,
         hash: u64,
         key: K,
         value: V,
         weight: u32,
-        deadline: u64,
+        deadlines: Deadlines,
         config: &Config<K, V, S>,
     ) -> Option<V> {
         let mut state = self.state.write();
-        if u64::from(weight) > self.capacity {
-            state.writes.rejected += 1;
-            // The new value supersedes any older one, which must not be served.
-            let displaced = state.take(hash, &key, config);
-            self.publish_size(&state);
-            return displaced;
-        }
-        // Time matters once anything here can expire: a deadline now, one
-        // stored earlier, or time-to-idle.
-        let needs_time =
-            deadline != NEVER || state.expiry.is_some() || config.time_to_idle.is_some();
-        let now = if needs_time { config.now() } else { 0 };
-        let displaced = if let Some(&index) = state.find(hash, &key) {
-            let slot = &mut state.slots[index as usize];
-            let old = mem::replace(&mut slot.value, value);
-            let old_weight = slot.meta.weight();
-            slot.meta.set_weight(weight);
-            let State { slots, policy, .. } = &mut *state;
-            policy.update(slots, index, old_weight);
-            if needs_time {
-                state
-                    .expiry_or_init(config, now)
-                    .reset(index, deadline, now);
-            }
-            Some(old)
-        } else {
-            if needs_time {
-                // The wheel runs parallel to the slab: its next node is the
-                // new slot's.
-                state.expiry_or_init(config, now).push(deadline, now);
-            }
-            let index = state.slots.len() as u32;
-            state.slots.push(Slot {
-                key,
-                value,
-                meta: EntryMeta::new(weight),
-            });
-            let State {
-                table,
-                slots,
-                policy,
-                ..
-            } = &mut *state;
-            table.insert_unique(hash, index, |&i| {
-                config.hasher.hash_one(&slots[i as usize].key)
-            });
-            policy.insert(slots, index, hash);
-            None
-        };
-        state.writes.inserts += 1;
-        state.evict_to(self.capacity, &config.hasher);
-        if needs_time {
-            state.reclaim_expired(now, MAINTENANCE_BUDGET, &config.hasher);
-        }
+        state.supersede(hash, &key);
+        let displaced = state.store(self.capacity, hash, key, value, weight, deadlines, config);
         self.publish_size(&state);
         displaced
     }
@@ -240,6 +198,7 @@ impl<K: Hash + Eq, V: Clone> Shard<K, V> {
         Q: Hash + Eq + ?Sized,
     {
         let mut state = self.state.write();
+        state.supersede(hash, key);
         let removed = state.take(hash, key, config);
         self.publish_size(&state);
         removed
@@ -252,6 +211,7 @@ impl<K: Hash + Eq, V: Clone> Shard<K, V> {
         let room = state.slots.capacity();
         let slots = mem::replace(&mut state.slots, Vec::with_capacity(room));
         state.table.clear();
+        state.flights.clear();
         state.policy.clear();
         if let Some(expiry) = &mut state.expiry {
             expiry.clear();
@@ -309,6 +269,86 @@ impl<K: Hash + Eq, V> State<K, V> {
         })
     }
 
+    /// Stores `key → value` (see [`Shard::insert`]) under the held lock,
+    /// then evicts and reclaims within budget.
+    #[allow(clippy::too_many_arguments)]
+    fn store<S: BuildHasher>(
+        &mut self,
+        capacity: u64,
+        hash: u64,
+        key: K,
+        value: V,
+        weight: u32,
+        deadlines: Deadlines,
+        config: &Config<K, V, S>,
+    ) -> Option<V> {
+        if u64::from(weight) > capacity {
+            self.writes.rejected += 1;
+            // The new value supersedes any older one, which must not be served.
+            return self.take(hash, &key, config);
+        }
+        // Time matters once anything here can expire or refresh: deadlines
+        // now, ones stored earlier, or time-to-idle.
+        let needs_time =
+            deadlines != Deadlines::NONE || self.expiry.is_some() || config.time_to_idle.is_some();
+        let now = if needs_time { config.now() } else { 0 };
+        let displaced = if let Some(&index) = self.find(hash, &key) {
+            let slot = &mut self.slots[index as usize];
+            let old = mem::replace(&mut slot.value, value);
+            let old_weight = slot.meta.weight();
+            slot.meta.set_weight(weight);
+            self.policy.update(&self.slots, index, old_weight);
+            if needs_time {
+                self.expiry_or_init(config, now)
+                    .reset(index, deadlines, now);
+            }
+            Some(old)
+        } else {
+            if needs_time {
+                // The wheel runs parallel to the slab: its next node is the
+                // new slot's.
+                self.expiry_or_init(config, now).push(deadlines, now);
+            }
+            let index = self.slots.len() as u32;
+            self.slots.push(Slot {
+                key,
+                value,
+                meta: EntryMeta::new(weight),
+            });
+            let slots = &self.slots;
+            self.table.insert_unique(hash, index, |&i| {
+                config.hasher.hash_one(&slots[i as usize].key)
+            });
+            self.policy.insert(&self.slots, index, hash);
+            None
+        };
+        self.writes.inserts += 1;
+        self.evict_to(capacity, &config.hasher);
+        if needs_time {
+            self.reclaim_expired(now, MAINTENANCE_BUDGET, &config.hasher);
+        }
+        displaced
+    }
+
+    /// An explicit write to `key` wins over a load of it in flight: the
+    /// flight leaves the table, so its result will not be stored (its
+    /// waiters still receive it).
+    fn supersede<Q>(&mut self, hash: u64, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if self.flights.is_empty() {
+            return;
+        }
+        if let Ok(entry) = self
+            .flights
+            .find_entry(hash, |flight| flight.key().borrow() == key)
+        {
+            entry.remove();
+        }
+    }
+
     /// Removes `key` if present; returns its value unless it had expired.
     /// Also reclaims a budget of expired entries.
     fn take<Q, S: BuildHasher>(&mut self, hash: u64, key: &Q, config: &Config<K, V, S>) -> Option<V>
@@ -343,8 +383,9 @@ impl<K: Hash + Eq, V> State<K, V> {
 
     fn expiry_or_init<S>(&mut self, config: &Config<K, V, S>, now: u64) -> &mut Expiry {
         let resident = self.slots.len();
-        self.expiry
-            .get_or_insert_with(|| Expiry::new(resident, config.time_to_idle, now))
+        self.expiry.get_or_insert_with(|| {
+            Expiry::new(resident, config.time_to_idle, config.loading.grace(), now)
+        })
     }
 
     /// Evicts until the policy's weight fits `capacity` and the slab's
