@@ -149,9 +149,7 @@ fn wait_for_background_reloads_to_end(cache: &Cache<u64, u64>, origin: &Origin) 
 }
 
 fn refreshing_cache(clock: &ManualClock, origin: &Origin) -> Cache<u64, u64> {
-    let cache = cache_with(clock, |b| {
-        b.refresh_after(ms(1_000)).background_reloads(1)
-    });
+    let cache = cache_with(clock, |b| b.refresh_after(ms(1_000)).background_reloads(1));
     assert_eq!(cache.get_or_try_load(&1, origin.loader()), Ok(0));
     assert_eq!(cache.get_or_try_load(&2, origin.loader()), Ok(1));
     clock.advance(ms(1_000));
@@ -209,8 +207,7 @@ fn a_failed_refresh_keeps_the_old_value_and_backs_off_one_second() {
 fn stale_while_revalidate_serves_stale_until_its_window_closes() {
     let clock = ManualClock::new();
     let cache = cache_with(&clock, |b| {
-        b.time_to_live(ms(10_000))
-            .stale_while_revalidate(ms(5_000))
+        b.time_to_live(ms(10_000)).stale_while_revalidate(ms(5_000))
     });
     let origin = Origin::default();
     let (held, open_door) = (

@@ -12,18 +12,23 @@
 //! a flight whose loader panicked or whose task was dropped, so that nobody
 //! waits forever.
 //!
-//! Under `cfg(loom)` the mutex and condition variable are loom's, and the
-//! model in this file's tests checks the register / wait / complete /
-//! supersede protocol the shard follows.
+//! Under `cfg(surgeguard_loom)` the mutex and condition variable are loom's,
+//! and the model in this file's tests checks the register / wait / complete /
+//! supersede protocol the shard follows. (A crate-specific name, not the
+//! customary `cfg(loom)`: some dev-dependencies switch to loom types under
+//! `cfg(loom)` without depending on loom, and would not build.) Run it with
+//! `RUSTFLAGS="--cfg surgeguard_loom" cargo test --release --lib loom_model`.
 
 use std::any::Any;
 use std::fmt;
-use std::task::{Context, Poll, Waker};
+use std::task::Waker;
+#[cfg(feature = "tokio")]
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-#[cfg(loom)]
+#[cfg(surgeguard_loom)]
 use loom::sync::{Condvar, Mutex, MutexGuard};
-#[cfg(not(loom))]
+#[cfg(not(surgeguard_loom))]
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use crate::clock::Clock;
@@ -43,7 +48,8 @@ pub(crate) enum Outcome<V> {
     Failed(std::sync::Arc<dyn Any + Send + Sync>),
     /// The loader panicked.
     Panicked,
-    /// The load ran past the load timeout and was dropped.
+    /// The load ran past the load timeout and was dropped (async loads).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     TimedOut,
     /// The load never ran to an end (its thread could not start, or its task
     /// was dropped with the runtime): waiters should try again themselves.
@@ -128,6 +134,7 @@ impl<K, V> Flight<K, V> {
     }
 
     /// An async waiter gave up: forget its waker.
+    #[cfg(feature = "tokio")]
     pub(crate) fn forget_waiter(&self, slot: usize) {
         let mut state = self.lock();
         if let Some(entry) = state.wakers.get_mut(slot) {
@@ -176,6 +183,7 @@ impl<K, V: Clone> Flight<K, V> {
     /// The async counterpart of [`wait`](Self::wait): ready with the outcome
     /// once the flight completes. `slot` is the caller's place in the waker
     /// list, kept between polls.
+    #[cfg(feature = "tokio")]
     pub(crate) fn poll_wait(
         &self,
         cx: &mut Context<'_>,
@@ -205,11 +213,13 @@ impl<K, V> fmt::Debug for Flight<K, V> {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(surgeguard_loom)))]
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use std::sync::Arc;
+    #[cfg(feature = "tokio")]
+    use std::task::{Context, Poll};
 
     #[test]
     fn every_waiter_gets_the_one_outcome() {
@@ -242,6 +252,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "tokio")]
     fn async_waiters_are_woken() {
         use std::task::Wake;
         struct Flag(std::sync::atomic::AtomicBool);
@@ -269,7 +280,7 @@ mod tests {
 
 /// A loom model of the protocol the shard runs around a flight: the shard's
 /// lock is a mutex over "the stored value and the registered flight".
-#[cfg(all(test, loom))]
+#[cfg(all(test, surgeguard_loom))]
 mod loom_model {
     use super::*;
     use loom::sync::atomic::{AtomicUsize, Ordering};

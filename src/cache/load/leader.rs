@@ -147,6 +147,7 @@ where
 
     /// Like [`settle_wait`](Self::settle_wait) for the caller that started
     /// the flight: its loader is spent, so there is no starting over.
+    #[cfg(feature = "tokio")]
     pub(super) fn settle_own<E: Send + Sync + 'static>(
         &self,
         outcome: Outcome<V>,
@@ -222,6 +223,7 @@ where
     }
 
     /// The flight, for the leader to wait on like any waiter.
+    #[cfg(feature = "tokio")]
     pub(super) fn flight(&self) -> Arc<Flight<K, V>> {
         Arc::clone(&self.flight)
     }
