@@ -104,11 +104,11 @@ where
         let hash = self.inner.config.hasher.hash_one(key);
         let mut retries = 0;
         loop {
-            match self.begin_load::<E>(hash, key) {
+            match self.begin_load(hash, key) {
                 Begin::Value { value, reload } => {
                     if reload {
                         if let Ok(runtime) = Handle::try_current() {
-                            if let Some(guard) = self.begin_reload::<E>(hash, key) {
+                            if let Some(guard) = self.begin_reload(hash, key) {
                                 self.spawn_load(&runtime, guard, load);
                             }
                         }

@@ -93,7 +93,7 @@ where
         let hash = self.inner.config.hasher.hash_one(key);
         let mut retries = 0;
         loop {
-            match self.begin_load::<E>(hash, key) {
+            match self.begin_load(hash, key) {
                 Begin::Value { value, reload } => {
                     if reload {
                         self.reload_on_thread(hash, key, load);
@@ -155,7 +155,7 @@ where
         F: FnOnce(&K) -> Result<V, E> + Send + 'static,
         E: Send + Sync + 'static,
     {
-        let Some(guard) = self.begin_reload::<E>(hash, key) else {
+        let Some(guard) = self.begin_reload(hash, key) else {
             return;
         };
         let reload = move || {

@@ -53,9 +53,9 @@ where
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Send + Sync + 'static,
 {
-    /// Looks `key` up for a loading call whose loader fails with `E`:
+    /// Looks `key` up for a loading call:
     /// returns a value, or the flight to wait for or lead.
-    pub(super) fn begin_load<E: 'static>(&self, hash: u64, key: &K) -> Begin<K, V, S> {
+    pub(super) fn begin_load(&self, hash: u64, key: &K) -> Begin<K, V, S> {
         let shard = self.shard_for(hash);
         let config = &self.inner.config;
         let counters = &self.inner.loads;
@@ -99,7 +99,7 @@ where
 
     /// Registers a background reload of `key`, if one is due, none runs and
     /// a background slot is free. The returned guard holds the slot.
-    pub(super) fn begin_reload<E: 'static>(
+    pub(super) fn begin_reload(
         &self,
         hash: u64,
         key: &K,
