@@ -181,3 +181,15 @@ fn a_waiter_gives_up_at_the_load_timeout_on_the_cache_clock() {
     assert_eq!(cache.get(&1), Some(10));
     assert_eq!(cache.stats().load_errors, 0, "the load did not fail");
 }
+
+#[test]
+fn a_loader_asking_for_its_own_key_gets_an_error_not_a_deadlock() {
+    let cache: Cache<u64, u64> = Cache::builder().max_capacity(10).build().unwrap();
+    let inner = cache.clone();
+    let loaded = cache.get_or_load(&1, move |key| {
+        let again = inner.get_or_load(key, |_| 0);
+        assert_eq!(again, Err(LoadError::Recursive));
+        1
+    });
+    assert_eq!(loaded, Ok(1));
+}

@@ -91,9 +91,10 @@ where
         E: Send + Sync + 'static,
     {
         let hash = self.inner.config.hasher.hash_one(key);
+        let this_thread = Some(std::thread::current().id());
         let mut retries = 0;
         loop {
-            match self.begin_load(hash, key) {
+            match self.begin_load(hash, key, this_thread) {
                 Begin::Value { value, reload } => {
                     if reload {
                         self.reload_on_thread(hash, key, load);
@@ -101,6 +102,9 @@ where
                     return Ok(value);
                 }
                 Begin::Wait { flight, fallback } => {
+                    if flight.led_by_this_thread() {
+                        return Err(LoadError::Recursive);
+                    }
                     let config = &self.inner.config;
                     let deadline = config.loading.load_timeout.map(|timeout| {
                         let timeout = crate::clock::duration_to_nanos(timeout);

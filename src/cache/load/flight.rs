@@ -24,6 +24,7 @@ use std::fmt;
 use std::task::Waker;
 #[cfg(feature = "tokio")]
 use std::task::{Context, Poll};
+use std::thread::ThreadId;
 use std::time::Duration;
 
 #[cfg(surgeguard_loom)]
@@ -84,6 +85,9 @@ impl<V> fmt::Debug for Outcome<V> {
 pub(crate) struct Flight<K, V> {
     key: K,
     hash: u64,
+    /// The thread running the load, for a blocking load: a loader that asks
+    /// for its own key on that thread would wait for itself.
+    leader: Option<ThreadId>,
     state: Mutex<FlightState<V>>,
     finished: Condvar,
 }
@@ -96,10 +100,11 @@ struct FlightState<V> {
 }
 
 impl<K, V> Flight<K, V> {
-    pub(crate) fn new(key: K, hash: u64) -> Self {
+    pub(crate) fn new(key: K, hash: u64, leader: Option<ThreadId>) -> Self {
         Flight {
             key,
             hash,
+            leader,
             state: Mutex::new(FlightState {
                 outcome: None,
                 wakers: Vec::new(),
@@ -114,6 +119,11 @@ impl<K, V> Flight<K, V> {
 
     pub(crate) fn hash(&self) -> u64 {
         self.hash
+    }
+
+    /// Whether the current thread is running this flight's load.
+    pub(crate) fn led_by_this_thread(&self) -> bool {
+        self.leader == Some(std::thread::current().id())
     }
 
     /// Publishes `outcome` to every waiter. Returns `false` (and changes
@@ -223,7 +233,7 @@ mod tests {
 
     #[test]
     fn every_waiter_gets_the_one_outcome() {
-        let flight = Arc::new(Flight::<u32, u32>::new(1, 7));
+        let flight = Arc::new(Flight::<u32, u32>::new(1, 7, None));
         let waiters: Vec<_> = (0..8)
             .map(|_| {
                 let flight = Arc::clone(&flight);
@@ -240,7 +250,7 @@ mod tests {
     #[test]
     fn a_timed_wait_ends_when_the_clock_passes_its_deadline() {
         let clock = ManualClock::new();
-        let flight = Arc::new(Flight::<u32, u32>::new(1, 7));
+        let flight = Arc::new(Flight::<u32, u32>::new(1, 7, None));
         let waiter = {
             let (flight, clock) = (Arc::clone(&flight), clock.clone());
             std::thread::spawn(move || flight.wait(Some((&clock, 1_000))))
@@ -264,7 +274,7 @@ mod tests {
         let flag = Arc::new(Flag(false.into()));
         let waker = Waker::from(Arc::clone(&flag));
         let mut cx = Context::from_waker(&waker);
-        let flight = Flight::<u32, u32>::new(1, 7);
+        let flight = Flight::<u32, u32>::new(1, 7, None);
         let mut slot = None;
         assert!(flight.poll_wait(&mut cx, &mut slot).is_pending());
         assert!(flight.poll_wait(&mut cx, &mut slot).is_pending());
@@ -314,7 +324,7 @@ mod loom_model {
             } else if let Some(flight) = &slot.flight {
                 Role::Wait(Arc::clone(flight))
             } else {
-                let flight = Arc::new(Flight::new(1, 1));
+                let flight = Arc::new(Flight::new(1, 1, None));
                 slot.flight = Some(Arc::clone(&flight));
                 slot.flights_started += 1;
                 Role::Lead(flight)

@@ -5,6 +5,7 @@
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::thread::ThreadId;
 
 use super::flight::{Flight, Outcome};
 use super::LoadError;
@@ -53,9 +54,14 @@ where
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Send + Sync + 'static,
 {
-    /// Looks `key` up for a loading call:
-    /// returns a value, or the flight to wait for or lead.
-    pub(super) fn begin_load(&self, hash: u64, key: &K) -> Begin<K, V, S> {
+    /// Looks `key` up for a loading call: returns a value, or the flight to
+    /// wait for or lead. `leader` is the calling thread for a blocking load.
+    pub(super) fn begin_load(
+        &self,
+        hash: u64,
+        key: &K,
+        leader: Option<ThreadId>,
+    ) -> Begin<K, V, S> {
         let shard = self.shard_for(hash);
         let config = &self.inner.config;
         let counters = &self.inner.loads;
@@ -78,7 +84,7 @@ where
             }
             Lookup::Absent => {}
         }
-        match shard.join_or_lead(hash, key, config) {
+        match shard.join_or_lead(hash, key, leader, config) {
             Role::Ready(value) => Begin::Value {
                 value,
                 reload: false,
@@ -99,11 +105,7 @@ where
 
     /// Registers a background reload of `key`, if one is due, none runs and
     /// a background slot is free. The returned guard holds the slot.
-    pub(super) fn begin_reload(
-        &self,
-        hash: u64,
-        key: &K,
-    ) -> Option<FlightGuard<K, V, S>> {
+    pub(super) fn begin_reload(&self, hash: u64, key: &K) -> Option<FlightGuard<K, V, S>> {
         let running = &self.inner.background_reloads;
         let most = self.inner.config.loading.background_reloads;
         running

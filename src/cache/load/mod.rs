@@ -90,6 +90,9 @@ pub enum LoadError<E> {
     Abandoned,
     /// An async load was started outside a Tokio runtime.
     NoRuntime,
+    /// A blocking loader asked the cache for its own key: it would have
+    /// waited for itself forever.
+    Recursive,
 }
 
 impl<E> LoadError<E> {
@@ -117,6 +120,7 @@ impl<E> Clone for LoadError<E> {
             LoadError::TimedOut => LoadError::TimedOut,
             LoadError::Abandoned => LoadError::Abandoned,
             LoadError::NoRuntime => LoadError::NoRuntime,
+            LoadError::Recursive => LoadError::Recursive,
         }
     }
 }
@@ -129,7 +133,8 @@ impl<E: PartialEq> PartialEq for LoadError<E> {
             (LoadError::Panicked, LoadError::Panicked)
             | (LoadError::TimedOut, LoadError::TimedOut)
             | (LoadError::Abandoned, LoadError::Abandoned)
-            | (LoadError::NoRuntime, LoadError::NoRuntime) => true,
+            | (LoadError::NoRuntime, LoadError::NoRuntime)
+            | (LoadError::Recursive, LoadError::Recursive) => true,
             _ => false,
         }
     }
@@ -145,6 +150,7 @@ impl<E: fmt::Debug> fmt::Debug for LoadError<E> {
             LoadError::TimedOut => f.write_str("TimedOut"),
             LoadError::Abandoned => f.write_str("Abandoned"),
             LoadError::NoRuntime => f.write_str("NoRuntime"),
+            LoadError::Recursive => f.write_str("Recursive"),
         }
     }
 }
@@ -163,6 +169,9 @@ impl<E: fmt::Display> fmt::Display for LoadError<E> {
             LoadError::NoRuntime => {
                 f.write_str("get_or_try_load_async needs a Tokio runtime: call it from within one")
             }
+            LoadError::Recursive => f.write_str(
+                "the loader asked the cache for the key it is loading; it would wait for itself",
+            ),
         }
     }
 }

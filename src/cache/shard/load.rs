@@ -10,6 +10,7 @@
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
+use std::thread::ThreadId;
 
 use super::{Shard, State};
 use crate::cache::expiry::Deadlines;
@@ -99,11 +100,12 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
 
     /// Under the write lock: returns a value that appeared since the lookup,
     /// or joins the key's flight, or registers a new one for the caller to
-    /// lead.
+    /// lead (`leader`: the thread that will run it, for a blocking load).
     pub(crate) fn join_or_lead<S>(
         &self,
         hash: u64,
         key: &K,
+        leader: Option<ThreadId>,
         config: &Config<K, V, S>,
     ) -> Role<K, V> {
         let mut state = self.state.write();
@@ -124,7 +126,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
                 fallback,
             };
         }
-        let flight = state.register(hash, key);
+        let flight = state.register(hash, key, leader);
         Role::Lead { flight, fallback }
     }
 
@@ -145,7 +147,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
         if !due || state.in_flight(hash, key) {
             return None;
         }
-        Some(state.register(hash, key))
+        Some(state.register(hash, key, None))
     }
 
     /// Ends `flight`'s hold on its key. With `loaded` (value, weight,
@@ -225,11 +227,11 @@ impl<K: Hash + Eq + Clone, V> State<K, V> {
         self.flight(hash, key).is_some()
     }
 
-    fn register(&mut self, hash: u64, key: &K) -> Arc<Flight<K, V>>
+    fn register(&mut self, hash: u64, key: &K, leader: Option<ThreadId>) -> Arc<Flight<K, V>>
     where
         V: Clone,
     {
-        let flight = Arc::new(Flight::new(key.clone(), hash));
+        let flight = Arc::new(Flight::new(key.clone(), hash, leader));
         self.flights
             .insert_unique(hash, Arc::clone(&flight), |other| other.hash());
         flight
