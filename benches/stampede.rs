@@ -9,6 +9,11 @@
 //!   its slowest read: with `refresh_after` no read waits for the origin;
 //!   without, the read that finds the key expired pays the full load.
 //!
+//! * `load_hit`: the price of loading through the cache when the key is
+//!   there (the common case in a handler): 1,024 resident keys read in turn
+//!   with surgeguard's `get` and `get_or_load`, moka's `get_with` and
+//!   quick_cache's `get_or_insert_with`, one thread.
+//!
 //! Run: `cargo bench --all-features --bench stampede`
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -174,5 +179,68 @@ fn expiry_cliff(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, thundering_herd, expiry_cliff);
+fn load_hit(c: &mut Criterion) {
+    const KEYS: u64 = 1_024;
+    let mut group = c.benchmark_group("load_hit");
+    group.throughput(criterion::Throughput::Elements(KEYS));
+    let ttl = Duration::from_secs(3_600);
+
+    let ours: Cache<u64, u64> = Cache::builder()
+        .max_capacity(10_000)
+        .time_to_live(ttl)
+        .build()
+        .unwrap();
+    let moka: moka::sync::Cache<u64, u64> = moka::sync::Cache::builder()
+        .max_capacity(10_000)
+        .time_to_live(ttl)
+        .build();
+    let quick: quick_cache::sync::Cache<u64, u64> = quick_cache::sync::Cache::new(10_000);
+    for key in 0..KEYS {
+        ours.insert(key, key);
+        moka.insert(key, key);
+        quick.insert(key, key);
+    }
+    let no_ttl: Cache<u64, u64> = Cache::builder().max_capacity(10_000).build().unwrap();
+    for key in 0..KEYS {
+        no_ttl.insert(key, key);
+    }
+    group.bench_function("surgeguard_get_no_ttl", |b| {
+        b.iter(|| {
+            (0..KEYS)
+                .map(|key| no_ttl.get(&key).unwrap_or(0))
+                .sum::<u64>()
+        })
+    });
+    group.bench_function("surgeguard_get", |b| {
+        b.iter(|| {
+            (0..KEYS)
+                .map(|key| ours.get(&key).unwrap_or(0))
+                .sum::<u64>()
+        })
+    });
+    group.bench_function("surgeguard_get_or_load", |b| {
+        b.iter(|| {
+            (0..KEYS)
+                .map(|key| ours.get_or_load(&key, |key| *key).unwrap_or(0))
+                .sum::<u64>()
+        })
+    });
+    group.bench_function("moka_get_with", |b| {
+        b.iter(|| (0..KEYS).map(|key| moka.get_with(key, || key)).sum::<u64>())
+    });
+    group.bench_function("quick_cache_get_or_insert_with", |b| {
+        b.iter(|| {
+            (0..KEYS)
+                .map(|key| {
+                    quick
+                        .get_or_insert_with(&key, || Ok::<u64, ()>(key))
+                        .unwrap_or(0)
+                })
+                .sum::<u64>()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, thundering_herd, expiry_cliff, load_hit);
 criterion_main!(benches);

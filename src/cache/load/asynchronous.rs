@@ -104,7 +104,7 @@ where
         let hash = self.inner.config.hasher.hash_one(key);
         let mut retries = 0;
         loop {
-            match self.begin_load(hash, key, None) {
+            match self.begin_load(hash, key, false) {
                 Begin::Value { value, reload } => {
                     if reload {
                         if let Ok(runtime) = Handle::try_current() {

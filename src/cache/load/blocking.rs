@@ -91,10 +91,9 @@ where
         E: Send + Sync + 'static,
     {
         let hash = self.inner.config.hasher.hash_one(key);
-        let this_thread = Some(std::thread::current().id());
         let mut retries = 0;
         loop {
-            match self.begin_load(hash, key, this_thread) {
+            match self.begin_load(hash, key, true) {
                 Begin::Value { value, reload } => {
                     if reload {
                         self.reload_on_thread(hash, key, load);

@@ -5,7 +5,6 @@
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::thread::ThreadId;
 
 use super::flight::{Flight, Outcome};
 use super::LoadError;
@@ -55,13 +54,9 @@ where
     S: BuildHasher + Send + Sync + 'static,
 {
     /// Looks `key` up for a loading call: returns a value, or the flight to
-    /// wait for or lead. `leader` is the calling thread for a blocking load.
-    pub(super) fn begin_load(
-        &self,
-        hash: u64,
-        key: &K,
-        leader: Option<ThreadId>,
-    ) -> Begin<K, V, S> {
+    /// wait for or lead. A `blocking` caller would run the load on its own
+    /// thread.
+    pub(super) fn begin_load(&self, hash: u64, key: &K, blocking: bool) -> Begin<K, V, S> {
         let shard = self.shard_for(hash);
         let config = &self.inner.config;
         let counters = &self.inner.loads;
@@ -84,6 +79,8 @@ where
             }
             Lookup::Absent => {}
         }
+        // Only a miss pays for finding out which thread this is.
+        let leader = blocking.then(|| std::thread::current().id());
         match shard.join_or_lead(hash, key, leader, config) {
             Role::Ready(value) => Begin::Value {
                 value,
