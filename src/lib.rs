@@ -13,15 +13,18 @@
 //! ```text
 //! surgeguard
 //! ├── cache    sharded concurrent cache: bounded by count or weight, TTL/TTI,
-//! │            scan-resistant eviction           (cache/{builder,shard,policy,expiry,stats})
+//! │            scan-resistant eviction, stampede protection (single-flight
+//! │            loads, refresh-ahead, stale windows)
+//! │                                   (cache/{builder,shard,policy,expiry,stats,load})
+//! ├── limit    rate limiters: GCRA (one timestamp per key, lock-free for one), sliding windows
+//! │            (approximate and exact), keyed with bounded memory under key
+//! │            floods, all-of composition  (limit/{quota,gcra,keyed,table,window,all_of})
 //! └── clock    Clock trait, SystemClock, ManualClock: every time-based part
 //!              takes a Clock, so tests drive time by hand
 //! ```
 //!
 //! Planned on top of these, each behind a feature where it pulls in an
-//! integration: stampede protection for the cache (single-flight loads,
-//! refresh-ahead, stale-while-revalidate), rate limiters (GCRA, sliding
-//! window), load shedding (static and adaptive concurrency limits), tower
+//! integration: load shedding (static and adaptive concurrency limits), tower
 //! middleware (`tower`), a Redis backend (`redis`) and metrics (`metrics`).
 //! The core modules never depend on the edges.
 //!
@@ -54,3 +57,4 @@
 
 pub mod cache;
 pub mod clock;
+pub mod limit;

@@ -1,0 +1,244 @@
+//! Many threads against limiters on a manual clock: whatever the
+//! interleaving, the total admitted never exceeds `burst + rate × elapsed`
+//! (per key), and a flood of distinct keys never grows the table past
+//! `max_keys`.
+//!
+//! One thread moves the clock forward in small steps while the others
+//! hammer the limiter, so checks race with each other and with time. No test
+//! sleeps or measures time.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use surgeguard::clock::{Clock, ManualClock};
+use surgeguard::limit::{AllOf, ExactWindow, Gcra, Quota, RateLimiter, WhenFull};
+
+const WORKERS: usize = 4;
+const CLOCK_STEPS: u32 = 2_000;
+const STEP: Duration = Duration::from_micros(500);
+
+/// Runs `work(worker, stop)` on `WORKERS` threads while the clock advances
+/// `CLOCK_STEPS` steps, then stops them; returns the elapsed nanoseconds.
+fn race(clock: &ManualClock, work: impl Fn(usize, &AtomicBool) + Sync) -> u64 {
+    let stop = AtomicBool::new(false);
+    thread::scope(|scope| {
+        for worker in 0..WORKERS {
+            let (work, stop) = (&work, &stop);
+            scope.spawn(move || work(worker, stop));
+        }
+        for _ in 0..CLOCK_STEPS {
+            clock.advance(STEP);
+            thread::yield_now();
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    clock.now().as_nanos()
+}
+
+/// `admitted` units fit in `burst + elapsed / interval`.
+fn assert_within_gcra_bound(admitted: u64, quota: Quota, elapsed: u64) {
+    let interval = quota.emission_interval().as_nanos() as u64;
+    let bound = u64::from(quota.max_burst()) + elapsed / interval;
+    assert!(
+        admitted <= bound,
+        "admitted {admitted}, bound {bound} (burst {} + {elapsed} ns at {interval} ns each)",
+        quota.max_burst()
+    );
+}
+
+#[test]
+fn one_key_many_threads() {
+    let quota = Quota::per_second(1_000).unwrap().burst(50).unwrap();
+    for stripes in [1, 4] {
+        let clock = ManualClock::new();
+        let limiter = Gcra::direct(quota)
+            .stripes(stripes)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let admitted = AtomicU64::new(0);
+        let elapsed = race(&clock, |worker, stop| {
+            while !stop.load(Ordering::Relaxed) {
+                let cost = 1 + (worker as u32 % 3);
+                if let Ok(decision) = limiter.check_n(cost) {
+                    if decision.is_allowed() {
+                        admitted.fetch_add(u64::from(cost), Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+        let admitted = admitted.into_inner();
+        assert_within_gcra_bound(admitted, quota, elapsed);
+        assert!(admitted > 0);
+    }
+}
+
+#[test]
+fn many_keys_many_threads() {
+    const KEYS: usize = 64;
+    let quota = Quota::per_second(200).unwrap().burst(5).unwrap();
+    let clock = ManualClock::new();
+    let limiter = Gcra::keyed(quota)
+        .max_keys(1_000)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let admitted: Vec<AtomicU64> = (0..KEYS).map(|_| AtomicU64::new(0)).collect();
+    let elapsed = race(&clock, |worker, stop| {
+        let mut key = worker;
+        while !stop.load(Ordering::Relaxed) {
+            key = (key * 7 + 3) % KEYS;
+            if limiter.check(&key).is_allowed() {
+                admitted[key].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    for count in admitted {
+        assert_within_gcra_bound(count.into_inner(), quota, elapsed);
+    }
+}
+
+#[test]
+fn exact_windows_many_threads() {
+    const KEYS: usize = 16;
+    let window = Duration::from_millis(100);
+    let quota = Quota::with_period(20, window).unwrap();
+    let clock = ManualClock::new();
+    let limiter = ExactWindow::keyed(quota)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let admitted: Vec<AtomicU64> = (0..KEYS).map(|_| AtomicU64::new(0)).collect();
+    let elapsed = race(&clock, |worker, stop| {
+        let mut key = worker;
+        while !stop.load(Ordering::Relaxed) {
+            key = (key + 5) % KEYS;
+            if limiter.check(&key).is_allowed() {
+                admitted[key].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    let windows = elapsed / window.as_nanos() as u64 + 1;
+    for count in admitted {
+        assert!(count.into_inner() <= 20 * windows);
+    }
+}
+
+#[test]
+fn composed_limits_never_overadmit() {
+    let per_key = Quota::per_second(400).unwrap().burst(4).unwrap();
+    let global = Quota::per_second(1_000).unwrap().burst(10).unwrap();
+    let clock = ManualClock::new();
+    let keyed = Arc::new(Gcra::keyed(per_key).clock(clock.clone()).build().unwrap());
+    let whole = Arc::new(Gcra::direct(global).clock(clock.clone()).build().unwrap());
+    let limits = AllOf::new(keyed.clone(), |key: &u8| *key).and(whole.clone(), |_: &u8| ());
+    let admitted: Vec<AtomicU64> = (0..4).map(|_| AtomicU64::new(0)).collect();
+    let elapsed = race(&clock, |worker, stop| {
+        let key = (worker % 4) as u8;
+        while !stop.load(Ordering::Relaxed) {
+            if limits.check(&key).is_allowed() {
+                admitted[usize::from(key)].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    let counts: Vec<u64> = admitted.into_iter().map(AtomicU64::into_inner).collect();
+    for &count in &counts {
+        assert_within_gcra_bound(count, per_key, elapsed);
+    }
+    assert_within_gcra_bound(counts.iter().sum(), global, elapsed);
+    // Nothing is left taken: after a full refill every limit is full again.
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(Gcra::check_n(&whole, 0).unwrap().remaining(), 10);
+    for key in 0..4u8 {
+        assert_eq!(keyed.check_n(&key, 0).unwrap().remaining(), 4);
+    }
+}
+
+/// 10,000,000 distinct keys (1,000,000 in debug builds, where each check
+/// costs about ten times as much; the bound does not depend on the count)
+/// through a limiter holding at most 100,000: the table never grows, keys are
+/// reclaimed as they go idle, and the flood is refused or shared, never
+/// allowed to reset an active key.
+#[test]
+fn a_key_flood_stays_bounded() {
+    let flood: u64 = if cfg!(debug_assertions) {
+        1_000_000
+    } else {
+        10_000_000
+    };
+    for policy in [WhenFull::DenyNewKeys, WhenFull::ShareOverflowBucket] {
+        let clock = ManualClock::new();
+        let limiter = Gcra::keyed(Quota::per_second(1).unwrap())
+            .max_keys(100_000)
+            .when_full(policy)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let allocated = limiter.allocated_bytes();
+        // A client that is being limited throughout the flood.
+        assert!(limiter.check(&u64::MAX).is_allowed());
+        let per_thread = flood / 2;
+        thread::scope(|scope| {
+            for half in 0..2u64 {
+                let (limiter, clock) = (&limiter, &clock);
+                scope.spawn(move || {
+                    for n in 0..per_thread {
+                        let _ = limiter.check(&(half * per_thread + n));
+                        // 1 ms per 2,000 keys: each key stays active for a
+                        // second, 2,000,000 keys' worth, far over max_keys.
+                        if half == 0 && n % 1_000 == 0 {
+                            clock.advance(Duration::from_millis(1));
+                        }
+                        if n % 100_000 == 0 {
+                            assert!(limiter.tracked_keys() <= 100_000);
+                        }
+                    }
+                });
+            }
+        });
+        assert!(limiter.tracked_keys() <= 100_000);
+        assert_eq!(limiter.allocated_bytes(), allocated, "the table never grew");
+        // After the flood, keys go idle and make room again.
+        clock.advance(Duration::from_secs(1));
+        assert!(limiter.check(&(flood + 1)).is_allowed());
+        assert!(limiter.reclaim_idle() > 0);
+    }
+}
+
+#[test]
+fn an_active_key_survives_a_flood() {
+    let clock = ManualClock::new();
+    let limiter = Gcra::keyed(Quota::per_hour(1).unwrap())
+        .max_keys(1_000)
+        .shards(1)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    assert!(limiter.check(&0u64).is_allowed());
+    for key in 1..100_000u64 {
+        let _ = limiter.check(&key);
+        if key % 10 == 0 {
+            clock.advance(Duration::from_millis(1));
+        }
+    }
+    assert!(limiter.check(&0u64).is_denied(), "its limit was not reset");
+    assert_eq!(limiter.tracked_keys(), 1_000);
+}
+
+#[test]
+fn dyn_limiters_compose() {
+    let limiters: Vec<Box<dyn RateLimiter<u64>>> = vec![
+        Box::new(Gcra::keyed(Quota::per_second(1).unwrap()).build().unwrap()),
+        Box::new(
+            ExactWindow::keyed(Quota::per_second(1).unwrap())
+                .build()
+                .unwrap(),
+        ),
+    ];
+    for limiter in &limiters {
+        assert!(limiter.check(&1).is_allowed());
+        assert!(limiter.check(&1).is_denied());
+    }
+}
