@@ -11,8 +11,9 @@
 //!
 //! * `load_hit`: the price of loading through the cache when the key is
 //!   there (the common case in a handler): 1,024 resident keys read in turn
-//!   with surgeguard's `get` and `get_or_load`, moka's `get_with` and
-//!   quick_cache's `get_or_insert_with`, one thread.
+//!   with surgeguard's `get` and `get_or_load` (with and without a TTL),
+//!   moka's `get_with` (with a TTL) and quick_cache's `get_or_insert_with`
+//!   (which has no TTL), one thread.
 //!
 //! Run: `cargo bench --all-features --bench stampede`
 
@@ -222,6 +223,13 @@ fn load_hit(c: &mut Criterion) {
         b.iter(|| {
             (0..KEYS)
                 .map(|key| ours.get_or_load(&key, |key| *key).unwrap_or(0))
+                .sum::<u64>()
+        })
+    });
+    group.bench_function("surgeguard_get_or_load_no_ttl", |b| {
+        b.iter(|| {
+            (0..KEYS)
+                .map(|key| no_ttl.get_or_load(&key, |key| *key).unwrap_or(0))
                 .sum::<u64>()
         })
     });

@@ -56,6 +56,7 @@ where
     /// Looks `key` up for a loading call: returns a value, or the flight to
     /// wait for or lead. A `blocking` caller would run the load on its own
     /// thread.
+    #[inline]
     pub(super) fn begin_load(&self, hash: u64, key: &K, blocking: bool) -> Begin<K, V, S> {
         let shard = self.shard_for(hash);
         let config = &self.inner.config;

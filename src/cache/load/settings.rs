@@ -164,6 +164,7 @@ pub(crate) enum Freshness {
 
 impl Freshness {
     /// Classifies an entry with `deadlines` at `now`.
+    #[inline]
     pub(crate) fn of<V>(deadlines: Deadlines, now: u64, config: &LoadConfig<V>) -> Freshness {
         if now < deadlines.expire_at {
             return if now >= deadlines.refresh_at {

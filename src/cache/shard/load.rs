@@ -59,6 +59,7 @@ pub(crate) enum Role<K, V> {
 impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
     /// The loading counterpart of `get`: under the read lock, classifies the
     /// stored entry (counting a hit or a miss).
+    #[inline]
     pub(crate) fn lookup_for_load<S>(
         &self,
         hash: u64,
@@ -197,6 +198,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
 impl<K: Hash + Eq + Clone, V> State<K, V> {
     /// Where the entry at `index` stands now; records the access (for
     /// time-to-idle) when it is still fresh.
+    #[inline]
     fn freshness<S>(&self, index: u32, config: &Config<K, V, S>) -> Freshness {
         match &self.expiry {
             Some(expiry) if expiry.may_expire(index) => {
