@@ -19,13 +19,16 @@
 //! ├── limit    rate limiters: GCRA (one timestamp per key, lock-free for one), sliding windows
 //! │            (approximate and exact), keyed with bounded memory under key
 //! │            floods, all-of composition  (limit/{quota,gcra,keyed,table,window,all_of})
+//! ├── shed     load shedding: concurrency limits, fixed or adaptive (AIMD,
+//! │            Vegas, Gradient), priorities with a reserve for Critical,
+//! │            RAII permits                (shed/{builder,shedder,limit/})
 //! └── clock    Clock trait, SystemClock, ManualClock: every time-based part
 //!              takes a Clock, so tests drive time by hand
 //! ```
 //!
 //! Planned on top of these, each behind a feature where it pulls in an
-//! integration: load shedding (static and adaptive concurrency limits), tower
-//! middleware (`tower`), a Redis backend (`redis`) and metrics (`metrics`).
+//! integration: a bounded wait queue for the shedder, tower middleware
+//! (`tower`), a Redis backend (`redis`) and metrics (`metrics`).
 //! The core modules never depend on the edges.
 //!
 //! ## Quick start
@@ -58,3 +61,4 @@
 pub mod cache;
 pub mod clock;
 pub mod limit;
+pub mod shed;

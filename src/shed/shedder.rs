@@ -1,0 +1,414 @@
+//! The shedder: admission by compare-and-swap on the in-flight count, RAII
+//! permits, and the limit algorithm fed by completed permits.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use super::builder::ShedderBuilder;
+use super::limit::{LimitAlgorithm, Sample};
+use super::Priority;
+use crate::clock::Clock;
+
+/// The shortest suggested `Retry-After`: HTTP counts it in whole seconds.
+const MIN_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The longest suggested `Retry-After`.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Admits requests while fewer than its limit run; see the
+/// [module documentation](super). Cheap to clone: clones share the limit.
+///
+/// ```
+/// use surgeguard::shed::{Priority, Shedder};
+///
+/// let shedder = Shedder::builder().max_concurrency(1).build()?;
+/// let permit = shedder.try_acquire(Priority::Critical).unwrap();
+/// assert!(shedder.try_acquire(Priority::Critical).is_err());
+/// drop(permit);
+/// assert!(shedder.try_acquire(Priority::Critical).is_ok());
+/// # Ok::<(), surgeguard::shed::BuildError>(())
+/// ```
+#[derive(Clone)]
+pub struct Shedder {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    in_flight: AtomicU32,
+    /// The algorithm's latest answer, read by every admission.
+    limit: AtomicU32,
+    algorithm: Mutex<Box<dyn LimitAlgorithm>>,
+    critical_reserve: f64,
+    sheddable_margin: f64,
+    clock: Arc<dyn Clock>,
+    /// Smoothed latency of recorded permits, nanoseconds.
+    latency: AtomicU64,
+    admitted: AtomicU64,
+    rejected: [AtomicU64; 3],
+}
+
+impl Shedder {
+    /// Starts configuring a shedder.
+    ///
+    /// ```
+    /// # use surgeguard::shed::Shedder;
+    /// let shedder = Shedder::builder().max_concurrency(8).build()?;
+    /// # Ok::<(), surgeguard::shed::BuildError>(())
+    /// ```
+    pub fn builder() -> ShedderBuilder {
+        ShedderBuilder::default()
+    }
+
+    pub(super) fn from_parts(
+        algorithm: Box<dyn LimitAlgorithm>,
+        critical_reserve: f64,
+        sheddable_margin: f64,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Shedder {
+            inner: Arc::new(Inner {
+                in_flight: AtomicU32::new(0),
+                limit: AtomicU32::new(algorithm.limit().max(1)),
+                algorithm: Mutex::new(algorithm),
+                critical_reserve,
+                sheddable_margin,
+                clock,
+                latency: AtomicU64::new(0),
+                admitted: AtomicU64::new(0),
+                rejected: Default::default(),
+            }),
+        }
+    }
+
+    /// Admits a request of `priority` if the limit allows it now; never
+    /// waits.
+    ///
+    /// ```
+    /// use surgeguard::shed::{Priority, RejectReason, Shedder};
+    ///
+    /// // Limit 10: Normal may use 8 (20 % stays for Critical), Sheddable 7.
+    /// let shedder = Shedder::builder().max_concurrency(10).build()?;
+    /// let held: Vec<_> = (0..7).map(|_| shedder.try_acquire(Priority::Sheddable).unwrap()).collect();
+    /// let shed = shedder.try_acquire(Priority::Sheddable).unwrap_err();
+    /// assert_eq!(shed.reason(), RejectReason::LimitReached);
+    /// assert!(shedder.try_acquire(Priority::Normal).is_ok());
+    /// # Ok::<(), surgeguard::shed::BuildError>(())
+    /// ```
+    pub fn try_acquire(&self, priority: Priority) -> Result<Permit, Rejected> {
+        let inner = &self.inner;
+        let cap = inner.cap(inner.limit.load(Ordering::Relaxed), priority);
+        let mut in_flight = inner.in_flight.load(Ordering::Relaxed);
+        loop {
+            if in_flight >= cap {
+                inner.rejected[priority as usize].fetch_add(1, Ordering::Relaxed);
+                return Err(Rejected {
+                    reason: RejectReason::LimitReached,
+                    retry_after: inner.retry_after(),
+                });
+            }
+            match inner.in_flight.compare_exchange_weak(
+                in_flight,
+                in_flight + 1,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(current) => in_flight = current,
+            }
+        }
+        inner.admitted.fetch_add(1, Ordering::Relaxed);
+        Ok(Permit {
+            shedder: Arc::clone(inner),
+            started: inner.clock.now().as_nanos(),
+            in_flight: in_flight + 1,
+        })
+    }
+
+    /// The current limit.
+    ///
+    /// ```
+    /// # use surgeguard::shed::Shedder;
+    /// assert_eq!(Shedder::builder().max_concurrency(8).build()?.limit(), 8);
+    /// # Ok::<(), surgeguard::shed::BuildError>(())
+    /// ```
+    pub fn limit(&self) -> u32 {
+        self.inner.limit.load(Ordering::Relaxed)
+    }
+
+    /// Requests holding a permit now.
+    ///
+    /// ```
+    /// # use surgeguard::shed::{Priority, Shedder};
+    /// let shedder = Shedder::builder().max_concurrency(8).build()?;
+    /// let _permit = shedder.try_acquire(Priority::Normal);
+    /// assert_eq!(shedder.in_flight(), 1);
+    /// # Ok::<(), surgeguard::shed::BuildError>(())
+    /// ```
+    pub fn in_flight(&self) -> u32 {
+        self.inner.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Counters since the shedder was built, and the current limit and
+    /// in-flight count.
+    ///
+    /// ```
+    /// # use surgeguard::shed::{Priority, Shedder};
+    /// let shedder = Shedder::builder().max_concurrency(1).build()?;
+    /// let _held = shedder.try_acquire(Priority::Critical);
+    /// let _ = shedder.try_acquire(Priority::Sheddable);
+    /// let stats = shedder.stats();
+    /// assert_eq!((stats.admitted, stats.rejected_sheddable), (1, 1));
+    /// # Ok::<(), surgeguard::shed::BuildError>(())
+    /// ```
+    pub fn stats(&self) -> ShedStats {
+        let inner = &self.inner;
+        let rejected =
+            |priority: Priority| inner.rejected[priority as usize].load(Ordering::Relaxed);
+        ShedStats {
+            limit: self.limit(),
+            in_flight: self.in_flight(),
+            admitted: inner.admitted.load(Ordering::Relaxed),
+            rejected_critical: rejected(Priority::Critical),
+            rejected_normal: rejected(Priority::Normal),
+            rejected_sheddable: rejected(Priority::Sheddable),
+        }
+    }
+}
+
+impl Inner {
+    /// How many may be in flight for a new request of `priority` to enter.
+    fn cap(&self, limit: u32, priority: Priority) -> u32 {
+        let share = |fraction: f64| (f64::from(limit) * fraction) as u32;
+        let normal = limit.saturating_sub(share(self.critical_reserve)).max(1);
+        match priority {
+            Priority::Critical => limit,
+            Priority::Normal => normal,
+            Priority::Sheddable => normal.saturating_sub(share(self.sheddable_margin)).max(1),
+        }
+    }
+
+    /// A suggested wait before retrying: twice the smoothed latency of
+    /// recent requests, in whole seconds, between 1 and 60.
+    fn retry_after(&self) -> Duration {
+        let twice = Duration::from_nanos(self.latency.load(Ordering::Relaxed).saturating_mul(2));
+        let whole_seconds =
+            Duration::from_secs(twice.as_secs() + u64::from(twice.subsec_nanos() > 0));
+        whole_seconds.clamp(MIN_RETRY_AFTER, MAX_RETRY_AFTER)
+    }
+
+    fn release(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl fmt::Debug for Shedder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shedder")
+            .field("limit", &self.limit())
+            .field("in_flight", &self.in_flight())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How an admitted request ended, for the limit to learn from.
+///
+/// ```
+/// use surgeguard::shed::Outcome;
+/// let outcome = if 500 >= 500 { Outcome::Dropped } else { Outcome::Success };
+/// assert_eq!(outcome, Outcome::Dropped);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It completed: its latency is a sample.
+    Success,
+    /// It failed in a way that signals overload (a timeout, a 503 from
+    /// upstream): adaptive limits back off.
+    Dropped,
+    /// It says nothing about capacity (a client error, a cache hit that
+    /// never touched the backend): the limit does not learn from it.
+    Ignore,
+}
+
+/// An admitted request's slot. Dropping it releases the slot (also on a
+/// panic or a cancelled future); [`record`](Self::record) also teaches the
+/// limit how the request went.
+///
+/// ```
+/// use surgeguard::shed::{Outcome, Priority, Shedder};
+///
+/// let shedder = Shedder::builder().max_concurrency(2).build()?;
+/// let permit = shedder.try_acquire(Priority::Normal).unwrap();
+/// assert_eq!(shedder.in_flight(), 1);
+/// permit.record(Outcome::Success);
+/// assert_eq!(shedder.in_flight(), 0);
+/// # Ok::<(), surgeguard::shed::BuildError>(())
+/// ```
+#[must_use = "dropping a permit at once releases its slot"]
+pub struct Permit {
+    shedder: Arc<Inner>,
+    /// Nanoseconds on the shedder's clock.
+    started: u64,
+    /// In flight when it was admitted, itself included.
+    in_flight: u32,
+}
+
+impl Permit {
+    /// Releases the slot and feeds the request's latency and outcome to the
+    /// limit algorithm.
+    ///
+    /// ```
+    /// # use surgeguard::shed::{Outcome, Priority, Shedder};
+    /// # let shedder = Shedder::builder().max_concurrency(2).build()?;
+    /// let permit = shedder.try_acquire(Priority::Normal).unwrap();
+    /// permit.record(Outcome::Dropped);
+    /// # Ok::<(), surgeguard::shed::BuildError>(())
+    /// ```
+    pub fn record(self, outcome: Outcome) {
+        if outcome == Outcome::Ignore {
+            return;
+        }
+        let inner = &self.shedder;
+        let latency = inner.clock.now().as_nanos().saturating_sub(self.started);
+        // A rough smoothing (1/8 per sample) for Retry-After; races between
+        // threads lose a sample now and then, which is harmless here.
+        let smoothed = inner.latency.load(Ordering::Relaxed);
+        let next = if smoothed == 0 {
+            latency
+        } else {
+            smoothed - smoothed / 8 + latency / 8
+        };
+        inner.latency.store(next, Ordering::Relaxed);
+        let limit = inner.algorithm.lock().update(Sample {
+            latency: Duration::from_nanos(latency),
+            in_flight: self.in_flight,
+            dropped: outcome == Outcome::Dropped,
+        });
+        inner.limit.store(limit.max(1), Ordering::Relaxed);
+        // `self` drops here, releasing the slot.
+    }
+
+    /// Requests in flight when this one was admitted, itself included.
+    ///
+    /// ```
+    /// # use surgeguard::shed::{Priority, Shedder};
+    /// # let shedder = Shedder::builder().max_concurrency(2).build()?;
+    /// let permit = shedder.try_acquire(Priority::Normal).unwrap();
+    /// assert_eq!(permit.in_flight_at_start(), 1);
+    /// # Ok::<(), surgeguard::shed::BuildError>(())
+    /// ```
+    pub fn in_flight_at_start(&self) -> u32 {
+        self.in_flight
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.shedder.release();
+    }
+}
+
+impl fmt::Debug for Permit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("in_flight_at_start", &self.in_flight)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a request was not admitted.
+///
+/// ```
+/// use surgeguard::shed::RejectReason;
+/// assert_eq!(RejectReason::LimitReached.to_string(), "the concurrency limit is reached");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// As many requests of its priority as the limit allows are running.
+    LimitReached,
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RejectReason::LimitReached => f.write_str("the concurrency limit is reached"),
+        }
+    }
+}
+
+/// A request the shedder refused, with what to tell the client.
+///
+/// ```
+/// use surgeguard::shed::{Priority, Shedder};
+///
+/// let shedder = Shedder::builder().max_concurrency(1).build()?;
+/// let _held = shedder.try_acquire(Priority::Critical).unwrap();
+/// let rejected = shedder.try_acquire(Priority::Critical).unwrap_err();
+/// assert!(rejected.retry_after().as_secs() >= 1);
+/// # Ok::<(), surgeguard::shed::BuildError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("request shed: {reason}; retry after {retry_after:?}")]
+pub struct Rejected {
+    reason: RejectReason,
+    retry_after: Duration,
+}
+
+impl Rejected {
+    /// Why it was refused.
+    ///
+    /// ```
+    /// # use surgeguard::shed::{Priority, RejectReason, Shedder};
+    /// # let shedder = Shedder::builder().max_concurrency(1).build()?;
+    /// # let _held = shedder.try_acquire(Priority::Critical).unwrap();
+    /// let rejected = shedder.try_acquire(Priority::Normal).unwrap_err();
+    /// assert_eq!(rejected.reason(), RejectReason::LimitReached);
+    /// # Ok::<(), surgeguard::shed::BuildError>(())
+    /// ```
+    pub fn reason(&self) -> RejectReason {
+        self.reason
+    }
+
+    /// A suggested wait before retrying, in whole seconds (for
+    /// `Retry-After`): twice the recent latency, between 1 and 60 seconds.
+    ///
+    /// ```
+    /// # use surgeguard::shed::{Priority, Shedder};
+    /// # let shedder = Shedder::builder().max_concurrency(1).build()?;
+    /// # let _held = shedder.try_acquire(Priority::Critical).unwrap();
+    /// let rejected = shedder.try_acquire(Priority::Normal).unwrap_err();
+    /// assert_eq!(rejected.retry_after().subsec_nanos(), 0);
+    /// # Ok::<(), surgeguard::shed::BuildError>(())
+    /// ```
+    pub fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+}
+
+/// A snapshot of a shedder's state and counters.
+///
+/// ```
+/// # use surgeguard::shed::Shedder;
+/// let stats = Shedder::builder().max_concurrency(4).build()?.stats();
+/// assert_eq!((stats.limit, stats.in_flight, stats.admitted), (4, 0, 0));
+/// # Ok::<(), surgeguard::shed::BuildError>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShedStats {
+    /// The current limit.
+    pub limit: u32,
+    /// Requests holding a permit.
+    pub in_flight: u32,
+    /// Requests admitted.
+    pub admitted: u64,
+    /// Critical requests refused.
+    pub rejected_critical: u64,
+    /// Normal requests refused.
+    pub rejected_normal: u64,
+    /// Sheddable requests refused.
+    pub rejected_sheddable: u64,
+}
