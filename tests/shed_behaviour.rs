@@ -125,7 +125,6 @@ fn permits_survive_panics_and_never_exceed_the_limit() {
     assert_eq!(shedder.in_flight(), 0, "every permit came back");
     assert!(most.load(Ordering::SeqCst) <= LIMIT);
     let stats = shedder.stats();
-    assert!(stats.admitted > 0);
     assert!(stats.rejected_critical + stats.rejected_normal + stats.rejected_sheddable > 0);
 }
 

@@ -181,6 +181,7 @@ impl ShedderBuilder {
     /// assert_eq!(Shedder::builder().build().unwrap_err(), BuildError::NoLimit);
     /// ```
     pub fn build(self) -> Result<Shedder, BuildError> {
+        let learns = !matches!(self.limit, Some(LimitChoice::Fixed(_)));
         let algorithm: Box<dyn LimitAlgorithm> = match self.limit {
             None => return Err(BuildError::NoLimit),
             Some(LimitChoice::Fixed(0)) => return Err(BuildError::ZeroLimit),
@@ -201,6 +202,7 @@ impl ShedderBuilder {
         }
         Ok(Shedder::from_parts(
             algorithm,
+            learns,
             self.critical_reserve,
             self.sheddable_margin,
             self.clock,

@@ -41,12 +41,17 @@ struct Inner {
     /// The algorithm's latest answer, read by every admission.
     limit: AtomicU32,
     algorithm: Mutex<Box<dyn LimitAlgorithm>>,
+    /// Whether the algorithm learns from samples (a fixed limit does not,
+    /// so its permits skip reading the clock).
+    learns: bool,
     critical_reserve: f64,
     sheddable_margin: f64,
     clock: Arc<dyn Clock>,
     /// Smoothed latency of recorded permits, nanoseconds.
     latency: AtomicU64,
-    admitted: AtomicU64,
+    /// Refusals by priority. Admissions are not counted: a shared counter
+    /// bumped by every admission is one more cache line that all cores
+    /// write; `in_flight` and these say what an operator needs.
     rejected: [AtomicU64; 3],
 }
 
@@ -64,6 +69,7 @@ impl Shedder {
 
     pub(super) fn from_parts(
         algorithm: Box<dyn LimitAlgorithm>,
+        learns: bool,
         critical_reserve: f64,
         sheddable_margin: f64,
         clock: Arc<dyn Clock>,
@@ -73,11 +79,11 @@ impl Shedder {
                 in_flight: AtomicU32::new(0),
                 limit: AtomicU32::new(algorithm.limit().max(1)),
                 algorithm: Mutex::new(algorithm),
+                learns,
                 critical_reserve,
                 sheddable_margin,
                 clock,
                 latency: AtomicU64::new(0),
-                admitted: AtomicU64::new(0),
                 rejected: Default::default(),
             }),
         }
@@ -119,10 +125,14 @@ impl Shedder {
                 Err(current) => in_flight = current,
             }
         }
-        inner.admitted.fetch_add(1, Ordering::Relaxed);
+        let started = if inner.learns {
+            inner.clock.now().as_nanos()
+        } else {
+            0
+        };
         Ok(Permit {
             shedder: Arc::clone(inner),
-            started: inner.clock.now().as_nanos(),
+            started,
             in_flight: in_flight + 1,
         })
     }
@@ -160,7 +170,7 @@ impl Shedder {
     /// let _held = shedder.try_acquire(Priority::Critical);
     /// let _ = shedder.try_acquire(Priority::Sheddable);
     /// let stats = shedder.stats();
-    /// assert_eq!((stats.admitted, stats.rejected_sheddable), (1, 1));
+    /// assert_eq!((stats.in_flight, stats.rejected_sheddable), (1, 1));
     /// # Ok::<(), surgeguard::shed::BuildError>(())
     /// ```
     pub fn stats(&self) -> ShedStats {
@@ -170,7 +180,6 @@ impl Shedder {
         ShedStats {
             limit: self.limit(),
             in_flight: self.in_flight(),
-            admitted: inner.admitted.load(Ordering::Relaxed),
             rejected_critical: rejected(Priority::Critical),
             rejected_normal: rejected(Priority::Normal),
             rejected_sheddable: rejected(Priority::Sheddable),
@@ -267,7 +276,7 @@ impl Permit {
     /// # Ok::<(), surgeguard::shed::BuildError>(())
     /// ```
     pub fn record(self, outcome: Outcome) {
-        if outcome == Outcome::Ignore {
+        if outcome == Outcome::Ignore || !self.shedder.learns {
             return;
         }
         let inner = &self.shedder;
@@ -393,7 +402,7 @@ impl Rejected {
 /// ```
 /// # use surgeguard::shed::Shedder;
 /// let stats = Shedder::builder().max_concurrency(4).build()?.stats();
-/// assert_eq!((stats.limit, stats.in_flight, stats.admitted), (4, 0, 0));
+/// assert_eq!((stats.limit, stats.in_flight, stats.rejected_normal), (4, 0, 0));
 /// # Ok::<(), surgeguard::shed::BuildError>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -403,8 +412,6 @@ pub struct ShedStats {
     pub limit: u32,
     /// Requests holding a permit.
     pub in_flight: u32,
-    /// Requests admitted.
-    pub admitted: u64,
     /// Critical requests refused.
     pub rejected_critical: u64,
     /// Normal requests refused.
