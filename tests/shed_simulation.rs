@@ -35,6 +35,7 @@ struct PhaseReport {
     critical_offered: u64,
     critical_admitted: u64,
     limit_sum: f64,
+    in_flight_sum: f64,
     limit_samples: u64,
 }
 
@@ -52,6 +53,10 @@ impl PhaseReport {
 
     fn mean_limit(&self) -> f64 {
         self.limit_sum / self.limit_samples.max(1) as f64
+    }
+
+    fn mean_in_flight(&self) -> f64 {
+        self.in_flight_sum / self.limit_samples.max(1) as f64
     }
 
     fn critical_share(&self) -> f64 {
@@ -139,6 +144,7 @@ fn simulate(shedder: Shedder, clock: &ManualClock) -> [PhaseReport; 3] {
             }
             if let Some(report) = report {
                 reports[report].limit_sum += f64::from(shedder.limit());
+                reports[report].in_flight_sum += f64::from(shedder.in_flight());
                 reports[report].limit_samples += 1;
             }
         }
@@ -163,17 +169,21 @@ fn gradient_settles_at_the_knee_under_ten_times_overload() {
         let mut quiet = quiet;
         quiet.latency_percentile(0.99)
     };
-    let limit = overload.mean_limit();
+    let (limit, in_flight) = (overload.mean_limit(), overload.mean_in_flight());
     eprintln!(
-        "limit {limit:.1}, p99 {:.1} ms (uncongested {uncongested_p99:.1}), goodput {:.3}, critical {:.4}",
+        "limit {limit:.1}, in flight {in_flight:.1}, p99 {:.1} ms (uncongested {uncongested_p99:.1}), goodput {:.3}, critical {:.4}",
         overload.latency_percentile(0.99),
         overload.goodput_share(7.0),
         overload.critical_share()
     );
+    // The concurrency the limit lets through sits at the knee; the limit
+    // itself is higher by the share reserved for Critical requests (20 %),
+    // which they rarely fill, and by the tolerance for latency noise.
     assert!(
-        (6.0..=10.0).contains(&limit),
-        "limit {limit:.1}, the knee is {WORKERS}"
+        (6.0..=10.0).contains(&in_flight),
+        "{in_flight:.1} in flight, the knee is {WORKERS}"
     );
+    assert!(limit <= 1.5 * WORKERS, "limit {limit:.1}");
     let p99 = overload.latency_percentile(0.99);
     assert!(
         p99 < 2.0 * uncongested_p99,
@@ -216,8 +226,10 @@ fn algorithms_compared_under_the_same_overload() {
         let [mut quiet, _, _] = run(AdaptiveLimit::gradient());
         quiet.latency_percentile(0.99)
     };
-    println!("| limit | mean limit | admitted p99 | goodput | critical admitted |");
-    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| limit | mean limit | mean in flight | admitted p99 | goodput | critical admitted |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
     let fixed = {
         let clock = ManualClock::new();
         let shedder = Shedder::builder()
@@ -240,8 +252,9 @@ fn algorithms_compared_under_the_same_overload() {
     for (name, [_, mut overload, _]) in runs {
         let p99 = overload.latency_percentile(0.99);
         println!(
-            "| {name} | {:.1} | {p99:.1} ms ({:.1}x) | {:.1} % | {:.2} % |",
+            "| {name} | {:.1} | {:.1} | {p99:.1} ms ({:.1}x) | {:.1} % | {:.2} % |",
             overload.mean_limit(),
+            overload.mean_in_flight(),
             p99 / quiet_p99,
             overload.goodput_share(7.0) * 100.0,
             overload.critical_share() * 100.0

@@ -1,12 +1,14 @@
 //! Gradient: scale the limit by how much slower requests are than the
 //! baseline, as concurrency-limits' `Gradient2Limit` does, with two fixes.
 //!
-//! Each saturated sample computes `gradient = clamp(baseline / latency, 0.5,
-//! 1)` and moves the limit a fifth of the way to `limit × gradient +
-//! headroom`, where `headroom = log₁₀ limit` (at least 1) lets it probe for
-//! more. At the knee of a server's latency curve the two balance: with
-//! latency `R₀ × L / C` above `C` concurrent requests (`C` workers), the
-//! limit settles at `C + headroom`.
+//! Each saturated sample averages the recent latency (about ten samples, so
+//! one slow request is not a trend), computes `gradient = clamp(1.1 ×
+//! baseline / recent, 0.5, 1)` (the 1.1 absorbs the noise averaging leaves)
+//! and moves the limit a fifth of the way to `limit × gradient + headroom`,
+//! where `headroom = log₁₀ limit` (at least 1) is added only while latency
+//! shows no queue, to probe for more. Above the knee of a server's latency
+//! curve the gradient falls below 1 and the limit shrinks; below it the
+//! headroom grows it, so it settles where queueing starts.
 //!
 //! * **Drops decrease the limit** (x0.9). Gradient2 fed only latency, so
 //!   when every call timed out at the same latency, latency looked steady
@@ -28,6 +30,11 @@ use super::{Bounds, LimitAlgorithm, Sample};
 
 /// Factor applied on a drop.
 const BACKOFF: f64 = 0.9;
+/// Weight of a new sample in the recent average (about ten samples).
+const RECENT_WEIGHT: f64 = 0.1;
+/// Latency this much above the baseline still counts as no queue: room for
+/// the noise that averaging leaves.
+const TOLERANCE: f64 = 1.1;
 /// Share of the way to the computed limit taken per sample (Gradient2's
 /// default smoothing).
 const SMOOTHING: f64 = 0.2;
@@ -38,6 +45,8 @@ const BASELINE_RISE: f64 = 0.05;
 #[derive(Debug)]
 pub(crate) struct Gradient {
     limit: f64,
+    /// Recent latency, smoothed over about ten samples (nanoseconds).
+    recent: Option<f64>,
     /// Nanoseconds; `None` until the first sample.
     baseline: Option<f64>,
     bounds: Bounds,
@@ -47,6 +56,7 @@ impl Gradient {
     pub(crate) fn new(initial: u32, bounds: Bounds) -> Self {
         Gradient {
             limit: f64::from(initial),
+            recent: None,
             baseline: None,
             bounds,
         }
@@ -63,7 +73,14 @@ impl LimitAlgorithm for Gradient {
             self.limit = self.bounds.clamp(self.limit * BACKOFF);
             return self.limit();
         }
-        let latency = (sample.latency.as_nanos() as f64).max(1.0);
+        let sampled = (sample.latency.as_nanos() as f64).max(1.0);
+        // Single samples jitter (scheduling, GC, a slow disk): compare the
+        // recent average, not the last request, with the baseline.
+        let latency = match self.recent {
+            Some(recent) => recent + (sampled - recent) * RECENT_WEIGHT,
+            None => sampled,
+        };
+        self.recent = Some(latency);
         let saturated = f64::from(sample.in_flight) * 2.0 >= self.limit;
         let at_floor = self.limit <= f64::from(self.bounds.min);
         let baseline = match self.baseline {
@@ -78,7 +95,7 @@ impl LimitAlgorithm for Gradient {
         if !saturated {
             return self.limit();
         }
-        let gradient = (baseline / latency).clamp(0.5, 1.0);
+        let gradient = (TOLERANCE * baseline / latency).clamp(0.5, 1.0);
         // Probe for more only while latency shows no queue.
         let headroom = if gradient >= 1.0 {
             self.limit.log10().max(1.0)
