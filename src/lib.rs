@@ -27,8 +27,8 @@
 //! ```
 //!
 //! Planned on top of these, each behind a feature where it pulls in an
-//! integration: a bounded wait queue for the shedder, tower middleware
-//! (`tower`), a Redis backend (`redis`) and metrics (`metrics`).
+//! integration: tower middleware (`tower`), a Redis backend (`redis`) and
+//! metrics (`metrics`).
 //! The core modules never depend on the edges.
 //!
 //! ## Quick start

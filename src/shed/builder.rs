@@ -3,9 +3,16 @@
 use std::fmt;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use super::limit::{AdaptiveLimit, Fixed, LimitAlgorithm};
+use super::queue::WaitQueue;
 use super::shedder::Shedder;
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{duration_to_nanos, Clock, SystemClock};
+
+/// The longest accepted queue wait: a request waiting longer than an hour
+/// has a client that left long ago.
+const MAX_QUEUE_WAIT: Duration = Duration::from_secs(3_600);
 
 /// Default share of the limit that only [`Priority::Critical`](super::Priority::Critical)
 /// requests may use.
@@ -45,6 +52,12 @@ pub enum BuildError {
         /// The setting's builder method.
         setting: &'static str,
     },
+    /// A wait queue of no places.
+    #[error("the queue holds 0 requests: leave queue() unset to refuse at once")]
+    ZeroQueue,
+    /// A queue wait over an hour.
+    #[error("the queue's max_wait of {0:?} is over an hour: the client left long ago")]
+    QueueWaitTooLong(Duration),
     /// A share outside `0.0..1.0` (or not a number).
     #[error("{setting} is {value}: use a fraction from 0.0 up to (not including) 1.0")]
     InvalidShare {
@@ -75,6 +88,7 @@ pub struct ShedderBuilder {
     limit: Option<LimitChoice>,
     critical_reserve: f64,
     sheddable_margin: f64,
+    queue: Option<(usize, Duration)>,
     clock: Arc<dyn Clock>,
 }
 
@@ -84,6 +98,7 @@ impl Default for ShedderBuilder {
             limit: None,
             critical_reserve: DEFAULT_CRITICAL_RESERVE,
             sheddable_margin: DEFAULT_SHEDDABLE_MARGIN,
+            queue: None,
             clock: Arc::new(SystemClock),
         }
     }
@@ -161,6 +176,27 @@ impl ShedderBuilder {
         self
     }
 
+    /// Lets up to `capacity` requests that find the limit full wait for a
+    /// slot, each for at most `max_wait` (default: no queue, refuse at once).
+    /// Only [`Shedder::acquire`] (feature `tokio`) waits; a released permit
+    /// hands its slot straight to a waiter. A queue that has not been empty
+    /// for 100 ms serves the newest waiter first and cuts waits to 5 ms
+    /// (adaptive LIFO).
+    ///
+    /// ```
+    /// # use surgeguard::shed::Shedder;
+    /// use std::time::Duration;
+    /// let shedder = Shedder::builder()
+    ///     .max_concurrency(64)
+    ///     .queue(128, Duration::from_millis(50))
+    ///     .build()?;
+    /// # Ok::<(), surgeguard::shed::BuildError>(())
+    /// ```
+    pub fn queue(mut self, capacity: usize, max_wait: Duration) -> Self {
+        self.queue = Some((capacity, max_wait));
+        self
+    }
+
     /// The clock permits are timed with (default: [`SystemClock`]).
     ///
     /// ```
@@ -200,11 +236,25 @@ impl ShedderBuilder {
                 return Err(BuildError::InvalidShare { setting, value });
             }
         }
+        let queue = match self.queue {
+            None => None,
+            Some((0, _)) => return Err(BuildError::ZeroQueue),
+            Some((_, wait)) if wait.is_zero() => {
+                return Err(BuildError::ZeroDuration {
+                    setting: "queue max_wait",
+                })
+            }
+            Some((_, wait)) if wait > MAX_QUEUE_WAIT => {
+                return Err(BuildError::QueueWaitTooLong(wait))
+            }
+            Some((capacity, wait)) => Some(WaitQueue::new(capacity, duration_to_nanos(wait))),
+        };
         Ok(Shedder::from_parts(
             algorithm,
             learns,
             self.critical_reserve,
             self.sheddable_margin,
+            queue,
             self.clock,
         ))
     }
@@ -222,6 +272,7 @@ impl fmt::Debug for ShedderBuilder {
             .field("limit", &limit)
             .field("critical_reserve", &self.critical_reserve)
             .field("sheddable_margin", &self.sheddable_margin)
+            .field("queue", &self.queue)
             .field("clock", &self.clock)
             .finish()
     }

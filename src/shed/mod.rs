@@ -10,6 +10,8 @@
 //! ```text
 //!   try_acquire(priority) ── in_flight < cap(limit, priority)? ──► Permit (RAII)
 //!                          └─ else ──► Rejected { reason, retry_after }
+//!   acquire(priority)     ── same, else wait in a bounded queue until a
+//!                            released slot is handed over or the deadline
 //!   Permit::record(outcome) ── latency, drop? ──► LimitAlgorithm ──► new limit
 //! ```
 //!
@@ -22,6 +24,11 @@
 //!   shed before checkout).
 //! * **Permits are RAII**: dropping one (a panic, a cancelled future)
 //!   releases its slot; only [`Permit::record`] teaches the limit.
+//! * **A bounded wait queue** ([`ShedderBuilder::queue`], waited on by
+//!   `Shedder::acquire` with the `tokio` feature): each request waits at
+//!   most its deadline; a queue that stays non-empty for 100 ms turns LIFO
+//!   and cuts waits to 5 ms (adaptive LIFO, as Facebook describes it), so
+//!   fresh requests are served and stale ones fail fast.
 //!
 //! ```
 //! use surgeguard::shed::{AdaptiveLimit, Outcome, Priority, Shedder};
@@ -39,8 +46,11 @@
 //! # Ok::<(), surgeguard::shed::BuildError>(())
 //! ```
 
+#[cfg(feature = "tokio")]
+mod acquire;
 mod builder;
 mod limit;
+mod queue;
 mod shedder;
 
 pub use builder::{BuildError, ShedderBuilder};

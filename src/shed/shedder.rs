@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 
 use super::builder::ShedderBuilder;
 use super::limit::{LimitAlgorithm, Sample};
+use super::queue::WaitQueue;
 use super::Priority;
 use crate::clock::Clock;
 
@@ -33,10 +34,10 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// ```
 #[derive(Clone)]
 pub struct Shedder {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(super) struct Inner {
     in_flight: AtomicU32,
     /// The algorithm's latest answer, read by every admission.
     limit: AtomicU32,
@@ -46,9 +47,11 @@ struct Inner {
     learns: bool,
     critical_reserve: f64,
     sheddable_margin: f64,
-    clock: Arc<dyn Clock>,
+    pub(super) clock: Arc<dyn Clock>,
     /// Smoothed latency of recorded permits, nanoseconds.
     latency: AtomicU64,
+    /// Requests that found the limit full may wait here (when configured).
+    pub(super) queue: Option<WaitQueue>,
     /// Refusals by priority. Admissions are not counted: a shared counter
     /// bumped by every admission is one more cache line that all cores
     /// write; `in_flight` and these say what an operator needs.
@@ -72,6 +75,7 @@ impl Shedder {
         learns: bool,
         critical_reserve: f64,
         sheddable_margin: f64,
+        queue: Option<WaitQueue>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Shedder {
@@ -84,6 +88,7 @@ impl Shedder {
                 sheddable_margin,
                 clock,
                 latency: AtomicU64::new(0),
+                queue,
                 rejected: Default::default(),
             }),
         }
@@ -104,37 +109,8 @@ impl Shedder {
     /// # Ok::<(), surgeguard::shed::BuildError>(())
     /// ```
     pub fn try_acquire(&self, priority: Priority) -> Result<Permit, Rejected> {
-        let inner = &self.inner;
-        let cap = inner.cap(inner.limit.load(Ordering::Relaxed), priority);
-        let mut in_flight = inner.in_flight.load(Ordering::Relaxed);
-        loop {
-            if in_flight >= cap {
-                inner.rejected[priority as usize].fetch_add(1, Ordering::Relaxed);
-                return Err(Rejected {
-                    reason: RejectReason::LimitReached,
-                    retry_after: inner.retry_after(),
-                });
-            }
-            match inner.in_flight.compare_exchange_weak(
-                in_flight,
-                in_flight + 1,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(current) => in_flight = current,
-            }
-        }
-        let started = if inner.learns {
-            inner.clock.now().as_nanos()
-        } else {
-            0
-        };
-        Ok(Permit {
-            shedder: Arc::clone(inner),
-            started,
-            in_flight: in_flight + 1,
-        })
+        Inner::admit(&self.inner, priority)
+            .ok_or_else(|| self.inner.refuse(priority, RejectReason::LimitReached))
     }
 
     /// The current limit.
@@ -180,6 +156,7 @@ impl Shedder {
         ShedStats {
             limit: self.limit(),
             in_flight: self.in_flight(),
+            queued: inner.queue.as_ref().map_or(0, WaitQueue::len),
             rejected_critical: rejected(Priority::Critical),
             rejected_normal: rejected(Priority::Normal),
             rejected_sheddable: rejected(Priority::Sheddable),
@@ -188,6 +165,55 @@ impl Shedder {
 }
 
 impl Inner {
+    /// Takes a slot for `priority` if its cap allows; counts nothing.
+    pub(super) fn admit(this: &Arc<Inner>, priority: Priority) -> Option<Permit> {
+        let cap = this.cap(this.limit.load(Ordering::Relaxed), priority);
+        let mut in_flight = this.in_flight.load(Ordering::Relaxed);
+        loop {
+            if in_flight >= cap {
+                return None;
+            }
+            match this.in_flight.compare_exchange_weak(
+                in_flight,
+                in_flight + 1,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(Inner::permit(this, in_flight + 1)),
+                Err(current) => in_flight = current,
+            }
+        }
+    }
+
+    /// A permit for a slot already counted in `in_flight`.
+    pub(super) fn permit(this: &Arc<Inner>, in_flight: u32) -> Permit {
+        let started = if this.learns {
+            this.clock.now().as_nanos()
+        } else {
+            0
+        };
+        Permit {
+            shedder: Arc::clone(this),
+            started,
+            in_flight,
+        }
+    }
+
+    /// Requests in flight now.
+    #[cfg(feature = "tokio")]
+    pub(super) fn in_flight_now(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Counts a refusal of `priority` and says what to tell the client.
+    pub(super) fn refuse(&self, priority: Priority, reason: RejectReason) -> Rejected {
+        self.rejected[priority as usize].fetch_add(1, Ordering::Relaxed);
+        Rejected {
+            reason,
+            retry_after: self.retry_after(),
+        }
+    }
+
     /// How many may be in flight for a new request of `priority` to enter.
     fn cap(&self, limit: u32, priority: Priority) -> u32 {
         let share = |fraction: f64| (f64::from(limit) * fraction) as u32;
@@ -208,7 +234,18 @@ impl Inner {
         whole_seconds.clamp(MIN_RETRY_AFTER, MAX_RETRY_AFTER)
     }
 
-    fn release(&self) {
+    /// Gives a slot back: to the wait queue's next waiter that fits, if
+    /// any, else to the pool.
+    pub(super) fn release(&self) {
+        if let Some(queue) = self.queue.as_ref().filter(|queue| queue.len() > 0) {
+            let limit = self.limit.load(Ordering::Relaxed);
+            // The slot being released still counts in `in_flight`.
+            let others = self.in_flight.load(Ordering::Relaxed).saturating_sub(1);
+            let fits = |priority| others < self.cap(limit, priority);
+            if queue.hand_over(self.clock.now().as_nanos(), fits) {
+                return;
+            }
+        }
         self.in_flight.fetch_sub(1, Ordering::Release);
     }
 }
@@ -338,12 +375,20 @@ impl fmt::Debug for Permit {
 pub enum RejectReason {
     /// As many requests of its priority as the limit allows are running.
     LimitReached,
+    /// The limit is full and so is the wait queue.
+    QueueFull,
+    /// It waited in the queue until its deadline.
+    Deadline,
 }
 
 impl fmt::Display for RejectReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RejectReason::LimitReached => f.write_str("the concurrency limit is reached"),
+            RejectReason::QueueFull => {
+                f.write_str("the concurrency limit and the wait queue are full")
+            }
+            RejectReason::Deadline => f.write_str("no slot freed up before the queue deadline"),
         }
     }
 }
@@ -412,6 +457,8 @@ pub struct ShedStats {
     pub limit: u32,
     /// Requests holding a permit.
     pub in_flight: u32,
+    /// Requests waiting in the queue.
+    pub queued: usize,
     /// Critical requests refused.
     pub rejected_critical: u64,
     /// Normal requests refused.
