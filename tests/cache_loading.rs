@@ -4,42 +4,15 @@
 //! waiting is for background threads to finish, bounded by a hang guard.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Condvar, Mutex};
+use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::{Duration, Instant as WallInstant};
+use std::time::Duration;
 
 use surgeguard::cache::{Cache, CacheStats, LoadError};
 use surgeguard::clock::ManualClock;
 
-/// A door loaders wait behind until the test opens it.
-#[derive(Clone, Default)]
-struct Gate(Arc<(Mutex<bool>, Condvar)>);
-
-impl Gate {
-    fn open(&self) {
-        *self.0 .0.lock().unwrap() = true;
-        self.0 .1.notify_all();
-    }
-
-    fn pass(&self) {
-        let mut open = self.0 .0.lock().unwrap();
-        while !*open {
-            open = self.0 .1.wait(open).unwrap();
-        }
-    }
-}
-
-/// Spins (yielding) until `done` holds; fails the test instead of hanging.
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = WallInstant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "gave up waiting for: {what}"
-        );
-        thread::yield_now();
-    }
-}
+mod loading_support;
+use loading_support::{wait_until, Gate};
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)

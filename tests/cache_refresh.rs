@@ -4,23 +4,15 @@
 //! a hang guard), never for an amount of time.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant as WallInstant};
+use std::time::Duration;
 
 use surgeguard::cache::{Cache, LoadError};
 use surgeguard::clock::ManualClock;
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = WallInstant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "gave up waiting for: {what}"
-        );
-        thread::yield_now();
-    }
-}
+mod loading_support;
+use loading_support::{wait_until, Gate};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -98,25 +90,16 @@ fn refresh_starts_exactly_at_refresh_after_and_serves_the_old_value_meanwhile() 
     assert_eq!(cache.stats().refreshes, 1);
 }
 
-/// A loader held behind a door until the test opens it.
+/// A loader held behind `gate` until the test opens it.
 fn gated(
     origin: &Origin,
-    door: &Arc<(Mutex<bool>, Condvar)>,
+    gate: &Gate,
 ) -> impl FnOnce(&u64) -> Result<u64, String> + Send + 'static {
-    let (load, door) = (origin.loader(), Arc::clone(door));
+    let (load, gate) = (origin.loader(), gate.clone());
     move |key| {
-        let mut open = door.0.lock().unwrap();
-        while !*open {
-            open = door.1.wait(open).unwrap();
-        }
-        drop(open);
+        gate.pass();
         load(key)
     }
-}
-
-fn open(door: &Arc<(Mutex<bool>, Condvar)>) {
-    *door.0.lock().unwrap() = true;
-    door.1.notify_all();
 }
 
 #[test]
@@ -126,13 +109,13 @@ fn one_refresh_per_key_and_readers_never_wait_for_it() {
     let origin = Origin::default();
     assert_eq!(cache.get_or_try_load(&1, origin.loader()), Ok(0));
     clock.advance(ms(1_000));
-    let door = Arc::new((Mutex::new(false), Condvar::new()));
+    let door = Gate::default();
     for _ in 0..50 {
         // Every read returns at once although the reload is held.
         assert_eq!(cache.get_or_try_load(&1, gated(&origin, &door)), Ok(0));
     }
     assert_eq!(cache.stats().refreshes, 1, "one reload in flight");
-    open(&door);
+    door.open();
     wait_until("the reload stored", || cache.get(&1) == Some(1));
     assert_eq!(origin.calls(), 2);
 }
@@ -160,10 +143,10 @@ fn refreshing_cache(clock: &ManualClock, origin: &Origin) -> Cache<u64, u64> {
 fn an_insert_during_a_refresh_wins() {
     let (clock, origin) = (ManualClock::new(), Origin::default());
     let cache = refreshing_cache(&clock, &origin);
-    let door = Arc::new((Mutex::new(false), Condvar::new()));
+    let door = Gate::default();
     assert_eq!(cache.get_or_try_load(&1, gated(&origin, &door)), Ok(0));
     cache.insert(1, 500);
-    open(&door);
+    door.open();
     wait_for_background_reloads_to_end(&cache, &origin);
     // The superseded reload has ended; its value was dropped.
     assert_eq!(cache.get(&1), Some(500));
@@ -173,10 +156,10 @@ fn an_insert_during_a_refresh_wins() {
 fn a_remove_during_a_refresh_discards_its_result() {
     let (clock, origin) = (ManualClock::new(), Origin::default());
     let cache = refreshing_cache(&clock, &origin);
-    let door = Arc::new((Mutex::new(false), Condvar::new()));
+    let door = Gate::default();
     assert_eq!(cache.get_or_try_load(&1, gated(&origin, &door)), Ok(0));
     assert_eq!(cache.remove(&1), Some(0));
-    open(&door);
+    door.open();
     wait_for_background_reloads_to_end(&cache, &origin);
     // The superseded reload has ended; its value was dropped.
     assert_eq!(cache.get(&1), None);
@@ -210,10 +193,8 @@ fn stale_while_revalidate_serves_stale_until_its_window_closes() {
         b.time_to_live(ms(10_000)).stale_while_revalidate(ms(5_000))
     });
     let origin = Origin::default();
-    let (held, open_door) = (
-        Arc::new((Mutex::new(false), Condvar::new())),
-        Arc::new((Mutex::new(true), Condvar::new())),
-    );
+    let (held, open_door) = (Gate::default(), Gate::default());
+    open_door.open();
     assert_eq!(cache.get_or_try_load(&1, origin.loader()), Ok(0));
     clock.advance(ms(10_000));
     assert_eq!(cache.get(&1), None, "get never returns an expired value");
@@ -233,7 +214,7 @@ fn stale_while_revalidate_serves_stale_until_its_window_closes() {
     wait_until("the reader joined the reload", || {
         cache.stats().coalesced == 1
     });
-    open(&held);
+    held.open();
     assert_eq!(waiter.join().unwrap(), Ok(1), "the reload's value");
     assert_eq!(cache.stats().stale_served, 2);
 }
