@@ -55,7 +55,7 @@
 //!   found" for a short time.
 //!
 //! The blocking loader runs on the first caller's thread (others park);
-//! background reloads run on a short-lived thread each, at most
+//! background reloads run on a small pool of threads started on demand, at most
 //! [`background_reloads`](CacheBuilder::background_reloads) at once. Async
 //! loads run as Tokio tasks of their own, so a cancelled caller never
 //! strands the others (unlike moka's `get_with`, moka issue #240).

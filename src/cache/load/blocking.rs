@@ -1,6 +1,6 @@
 //! The blocking loading methods: the first caller runs the loader on its own
-//! thread, the others park until it ends; background reloads run on a
-//! short-lived thread each.
+//! thread, the others park until it ends; background reloads run on the
+//! reload pool.
 
 use std::convert::Infallible;
 use std::hash::{BuildHasher, Hash};
@@ -51,7 +51,7 @@ where
     /// * Within [`refresh_after`](crate::cache::CacheBuilder::refresh_after)
     ///   or [`stale_while_revalidate`](crate::cache::CacheBuilder::stale_while_revalidate),
     ///   returns the stored value at once and, if no reload runs, starts one on
-    ///   a background thread with `load` (at most
+    ///   a pooled background thread with `load` (at most
     ///   [`background_reloads`](crate::cache::CacheBuilder::background_reloads)
     ///   at once).
     /// * Within [`stale_if_error`](crate::cache::CacheBuilder::stale_if_error),
@@ -150,9 +150,9 @@ where
         }
     }
 
-    /// Starts a background reload of `key` on a new thread, if one is due and
-    /// a background slot is free. If the thread cannot start, the flight's
-    /// guard is dropped with it and ends the flight as abandoned.
+    /// Starts a background reload of `key` on the reload pool, if one is due
+    /// and a background slot is free. If it cannot run, the flight's guard is
+    /// dropped with it and ends the flight as abandoned.
     fn reload_on_thread<E, F>(&self, hash: u64, key: &K, load: F)
     where
         F: FnOnce(&K) -> Result<V, E> + Send + 'static,
@@ -169,9 +169,7 @@ where
             };
             guard.finish(outcome);
         };
-        // On failure the closure, and with it the guard, is dropped here.
-        let _ = std::thread::Builder::new()
-            .name("surgeguard-reload".into())
-            .spawn(reload);
+        // If it cannot run, the closure, and with it the guard, is dropped.
+        super::reload_pool::run(Box::new(reload));
     }
 }

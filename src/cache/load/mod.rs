@@ -30,8 +30,10 @@
 //!   [`LoadError::Panicked`] and the key is free again. With
 //!   [`load_timeout`](super::CacheBuilder::load_timeout), waiters stop waiting
 //!   after that long (the load goes on for the others). Background reloads run
-//!   on a short-lived thread each, at most
-//!   [`background_reloads`](super::CacheBuilder::background_reloads) at once.
+//!   on a small process-wide pool of threads started on demand (the reader
+//!   that triggers one only queues it), at most
+//!   [`background_reloads`](super::CacheBuilder::background_reloads) per cache
+//!   at once.
 //! * Async API (feature `tokio`,
 //!   [`Cache::get_or_try_load_async`](super::Cache::get_or_try_load_async)):
 //!   every load runs as its own Tokio task, so it does not depend on the
@@ -49,6 +51,7 @@
 mod blocking;
 mod flight;
 mod leader;
+mod reload_pool;
 mod settings;
 
 #[cfg(feature = "tokio")]
