@@ -136,11 +136,11 @@ where
             Some(Outcome::Loaded(value)) => return Some(Ok(value)),
             Some(Outcome::Failed(erased)) => match erased.downcast::<E>() {
                 Ok(error) => LoadError::Failed(error),
-                Err(_) => return self.retry(retries),
+                Err(_) => return self.retry(retries, fallback),
             },
             Some(Outcome::Panicked) => LoadError::Panicked,
             Some(Outcome::TimedOut) | None => LoadError::TimedOut,
-            Some(Outcome::Abandoned) => return self.retry(retries),
+            Some(Outcome::Abandoned) => return self.retry(retries, fallback),
         };
         Some(self.fall_back(error, fallback))
     }
@@ -158,12 +158,14 @@ where
             .unwrap_or(Err(LoadError::Abandoned))
     }
 
-    fn retry<E>(&self, retries: &mut u32) -> Option<Result<V, LoadError<E>>> {
+    /// Starts over, unless this call already has `MAX_RETRIES` times: then
+    /// the stale value within stale-if-error, else `Abandoned`.
+    fn retry<E>(&self, retries: &mut u32, fallback: Option<V>) -> Option<Result<V, LoadError<E>>> {
         *retries += 1;
         if *retries < MAX_RETRIES {
             None
         } else {
-            Some(Err(LoadError::Abandoned))
+            Some(self.fall_back(LoadError::Abandoned, fallback))
         }
     }
 
