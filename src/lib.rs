@@ -19,6 +19,7 @@
 //! ├── limit    rate limiters: GCRA (one timestamp per key, lock-free for one), sliding windows
 //! │            (approximate and exact), keyed with bounded memory under key
 //! │            floods, all-of composition  (limit/{quota,gcra,keyed,table,window,all_of})
+//! ├── http     feature `tower`: RateLimitLayer, ResponseCacheLayer (RFC 9111)  (http/)
 //! ├── shed     load shedding: concurrency limits, fixed or adaptive (AIMD,
 //! │            Vegas, Gradient), priorities with a reserve for Critical,
 //! │            RAII permits                (shed/{builder,shedder,limit/})
@@ -27,8 +28,7 @@
 //! ```
 //!
 //! Planned on top of these, each behind a feature where it pulls in an
-//! integration: tower middleware (`tower`), a Redis backend (`redis`) and
-//! metrics (`metrics`).
+//! integration: a Redis backend (`redis`) and metrics (`metrics`).
 //! The core modules never depend on the edges.
 //!
 //! ## Quick start
@@ -60,5 +60,7 @@
 
 pub mod cache;
 pub mod clock;
+#[cfg(feature = "tower")]
+pub mod http;
 pub mod limit;
 pub mod shed;

@@ -1,0 +1,59 @@
+//! An axum router with surgeguard's layers: a per-client rate limit in
+//! front of an HTTP response cache, on a handler that takes 50 ms.
+//!
+//! * 5 requests per second per client IP, bursts of 10; behind a proxy on
+//!   10.0.0.0/8 the client is read from `X-Forwarded-For`, never otherwise.
+//! * Responses say `Cache-Control: max-age=10`, so repeated requests are
+//!   answered from the cache for 10 s and served stale for 30 s more while
+//!   one handler call refreshes them; a failing handler is covered for 5
+//!   minutes.
+//!
+//! Run: `cargo run --example http_layers --features tower,axum`, then
+//! `curl -i localhost:3000/product/7` a few times.
+
+use std::error::Error;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::Path;
+use axum::routing::get;
+use axum::Router;
+use surgeguard::http::{ClientIp, RateLimitLayer, ResponseCacheLayer, TrustedProxies};
+use surgeguard::limit::{Gcra, Quota};
+
+async fn product(Path(id): Path<u64>) -> ([(&'static str, &'static str); 1], String) {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    ([("cache-control", "max-age=10")], format!("product {id}\n"))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    let per_ip = Gcra::keyed(Quota::per_second(5)?.burst(10)?)
+        .max_keys(100_000)
+        .build()?;
+    let trusted = TrustedProxies::new(["10.0.0.0/8"])?;
+    let cache = ResponseCacheLayer::builder()
+        .max_bytes(64 << 20)
+        .stale_while_revalidate(Duration::from_secs(30))
+        .stale_if_error(Duration::from_secs(300))
+        .build()?;
+
+    let app = Router::new()
+        .route("/product/{id}", get(product))
+        .layer(cache)
+        .layer(
+            RateLimitLayer::new(per_ip)
+                .key(ClientIp::from_peer_or_forwarded(trusted))
+                .policy_name("per-ip")?
+                .problem_body(true),
+        );
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await?;
+    Ok(())
+}

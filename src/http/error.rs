@@ -1,0 +1,29 @@
+//! What can be wrong with a layer's settings: found when the layer is set
+//! up, never under load.
+
+/// A setting of [`RateLimitLayer`](super::RateLimitLayer) or
+/// [`TrustedProxies`](super::TrustedProxies) that cannot work.
+///
+/// ```
+/// use surgeguard::http::{ConfigError, TrustedProxies};
+///
+/// let err = TrustedProxies::new(["10.0.0.0/33"]).unwrap_err();
+/// assert!(matches!(err, ConfigError::InvalidProxyRange { .. }));
+/// assert!(err.to_string().contains("10.0.0.0/33"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A trusted-proxy entry is neither an address nor a CIDR range.
+    #[error("trusted proxy {entry:?} is not an IP address or a CIDR range such as 10.0.0.0/8 or 2001:db8::/32")]
+    InvalidProxyRange {
+        /// The entry as given.
+        entry: String,
+    },
+    /// A policy name would not make a valid `RateLimit` field item.
+    #[error("policy name {name:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '-', '_' or '.'")]
+    InvalidPolicyName {
+        /// The name as given.
+        name: String,
+    },
+}

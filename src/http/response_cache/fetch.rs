@@ -1,0 +1,217 @@
+//! Going to the handler on a miss: call the inner service, buffer the body
+//! up to the limit, and either store the response or hand it back to the
+//! request it belongs to.
+//!
+//! Every caller puts its request in a [`Slot`] that only its own loader
+//! can reach. The cache runs at most one loader per key; the others are
+//! dropped unrun, so a caller whose request is still in its slot knows its
+//! loader did not run. A response that may be shared is stored (with its
+//! own time-to-live, through `insert_with_ttl`) and returned to every
+//! waiter; one that may not (`private`, `Set-Cookie`, too large, an error)
+//! is put back in its caller's slot as a [`Handoff`], and the loader fails,
+//! so the cache shares nothing and falls back to a stale entry within
+//! stale-if-error.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONTENT_LENGTH, IF_MODIFIED_SINCE, IF_NONE_MATCH};
+use http::{Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::BodyExt;
+use parking_lot::Mutex;
+use tower_service::Service;
+
+use super::key::{vary_names, VariantKey};
+use super::policy::storable;
+use super::stored::StoredResponse;
+use super::Core;
+use crate::http::body::GuardedBody;
+
+/// A caller's request until its loader takes it, then what the loader
+/// hands back to that caller.
+// One per request, already behind an `Arc`: boxing the request would add
+// an allocation to every miss for nothing.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Slot<ReqBody, ResBody: Body, E> {
+    Request(Request<ReqBody>),
+    Taken,
+    Handoff(Handoff<ResBody, E>),
+}
+
+/// A result for the caller whose request the loader used, not shared.
+pub(crate) enum Handoff<ResBody: Body, E> {
+    /// The inner service's answer: a response not to be shared, or its
+    /// error. `failed` is true for an error or a 500, 502, 503 or 504,
+    /// the failures RFC 5861's stale-if-error covers.
+    Answer {
+        result: Box<Result<Response<GuardedBody<ResBody>>, E>>,
+        failed: bool,
+    },
+    /// Stored, but under another variant than the key the load ran for
+    /// (the response named a `Vary` the layer did not know yet).
+    Stored(Arc<StoredResponse>),
+}
+
+pub(crate) type SharedSlot<ReqBody, ResBody, E> = Arc<Mutex<Slot<ReqBody, ResBody, E>>>;
+
+/// Why a load stored nothing; the caller's slot says more.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NotStored;
+
+/// Runs the request in `slot` through `inner`; stores a shareable answer
+/// under its variant of `key`'s resource.
+pub(crate) async fn fetch<S, ReqBody, ResBody>(
+    core: Arc<Core>,
+    mut inner: S,
+    slot: SharedSlot<ReqBody, ResBody, S::Error>,
+    key: VariantKey,
+) -> Result<Arc<StoredResponse>, NotStored>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body<Data = Bytes> + Unpin,
+{
+    let request = match std::mem::replace(&mut *slot.lock(), Slot::Taken) {
+        Slot::Request(request) => request,
+        other => {
+            *slot.lock() = other;
+            return Err(NotStored);
+        }
+    };
+    let hand_back = |handoff: Handoff<ResBody, S::Error>| {
+        *slot.lock() = Slot::Handoff(handoff);
+        Err(NotStored)
+    };
+    let (mut parts, body) = request.into_parts();
+    // The stored response must be the full one: the layer answers the
+    // conditions itself.
+    parts.headers.remove(IF_NONE_MATCH);
+    parts.headers.remove(IF_MODIFIED_SINCE);
+    let request_headers = parts.headers.clone();
+    let request = Request::from_parts(parts, body);
+    let answer = match poll_fn(|cx| inner.poll_ready(cx)).await {
+        Ok(()) => inner.call(request).await,
+        Err(error) => Err(error),
+    };
+    let response = match answer {
+        Ok(response) => response,
+        Err(error) => {
+            return hand_back(Handoff::Answer {
+                result: Box::new(Err(error)),
+                failed: true,
+            })
+        }
+    };
+    let failed = matches!(response.status().as_u16(), 500 | 502 | 503 | 504);
+    let verdict = storable(
+        &request_headers,
+        response.status(),
+        response.headers(),
+        core.serves_stale,
+    );
+    let declared = response
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let fits = declared.is_none_or(|length| length <= core.max_body_bytes as u64);
+    let (Some(verdict), true) = (verdict, fits) else {
+        let result = Box::new(Ok(response.map(GuardedBody::inner)));
+        return hand_back(Handoff::Answer { result, failed });
+    };
+    let (head, body) = response.into_parts();
+    let body = match buffer(body, core.max_body_bytes).await {
+        Buffered::Complete(bytes) => bytes,
+        unfinished => {
+            let result = Box::new(Ok(Response::from_parts(head, unfinished.into_body())));
+            return hand_back(Handoff::Answer { result, failed });
+        }
+    };
+    let Some(vary) = vary_names(&head.headers) else {
+        let result = Box::new(Ok(Response::from_parts(head, GuardedBody::full(body))));
+        return hand_back(Handoff::Answer { result, failed });
+    };
+    let stored = Arc::new(StoredResponse::new(
+        head,
+        body,
+        core.clock.now(),
+        verdict.initial_age,
+    ));
+    let variant = VariantKey::new(key.resource.clone(), &vary, &request_headers);
+    if vary.is_empty() {
+        if core.variants.contains_key(&key.resource) {
+            drop(core.variants.remove(&key.resource));
+        }
+    } else {
+        core.variants.insert(key.resource.clone(), vary.into());
+    }
+    // Storing here, with the response's own lifetime, supersedes the
+    // cache's flight for `key`: its waiters still get `stored`, and the
+    // flight does not store it again with the cache's default lifetime.
+    core.entries
+        .insert_with_ttl(variant.clone(), Arc::clone(&stored), verdict.time_to_live);
+    if variant == key {
+        Ok(stored)
+    } else {
+        hand_back(Handoff::Stored(stored))
+    }
+}
+
+/// A body read as far as the limit allows.
+enum Buffered<B: Body> {
+    Complete(Bytes),
+    /// Over the limit: what was read, then the rest unread.
+    TooLarge(Bytes, B),
+    /// Ended with trailers (not stored: rare, and a cache that drops them
+    /// would change the response).
+    WithTrailers(Bytes, http::HeaderMap),
+    Failed(Bytes, B::Error),
+}
+
+impl<B: Body> Buffered<B> {
+    fn into_body(self) -> GuardedBody<B> {
+        match self {
+            Buffered::Complete(bytes) => GuardedBody::full(bytes),
+            Buffered::TooLarge(prefix, rest) => GuardedBody::prefixed(prefix, rest),
+            Buffered::WithTrailers(bytes, trailers) => {
+                GuardedBody::full_with_trailers(bytes, Some(trailers))
+            }
+            Buffered::Failed(prefix, error) => GuardedBody::failed(prefix, error),
+        }
+    }
+}
+
+async fn buffer<B>(mut body: B, limit: usize) -> Buffered<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    let mut collected = BytesMut::new();
+    loop {
+        match body.frame().await {
+            None => return Buffered::Complete(collected.freeze()),
+            Some(Err(error)) => return Buffered::Failed(collected.freeze(), error),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    collected.extend_from_slice(&data);
+                    if collected.len() > limit {
+                        return Buffered::TooLarge(collected.freeze(), body);
+                    }
+                }
+                Err(frame) => {
+                    if let Ok(trailers) = frame.into_trailers() {
+                        return Buffered::WithTrailers(collected.freeze(), trailers);
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// The answer when the load failed without a result of its own (the
+/// handler panicked).
+pub(crate) fn internal_error<B: Body>() -> Response<GuardedBody<B>> {
+    let mut response = Response::new(GuardedBody::empty());
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response
+}
