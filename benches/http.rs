@@ -7,6 +7,8 @@
 //!   never denies), with and without the `RateLimit` fields on the
 //!   response; `tower_governor` with its peer-IP key for comparison.
 //! * `response_cache/hit`: a stored `GET` answered from the cache.
+//! * `load_shed/*`: LoadShedLayer admitting, with a fixed limit and with the
+//!   Gradient limit learning from every response.
 //! * `slow_handler/*`: a handler that takes 1 ms, bare and cached.
 //!
 //! Run: `cargo bench --features tower,axum --bench http`.
@@ -23,8 +25,9 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::{Request, Response};
-use surgeguard::http::{ClientIp, RateLimitLayer, ResponseCacheLayer};
+use surgeguard::http::{ClientIp, LoadShedLayer, RateLimitLayer, ResponseCacheLayer};
 use surgeguard::limit::{Gcra, Quota};
+use surgeguard::shed::{AdaptiveLimit, Shedder};
 use tower::{service_fn, Layer, Service, ServiceExt};
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::GovernorLayer;
@@ -120,6 +123,20 @@ fn overhead(c: &mut Criterion) {
     let cached = cache.layer(handler());
     call(&runtime, &cached);
     group.bench_function("response_cache/hit", |b| b.iter(|| call(&runtime, &cached)));
+
+    let fixed = Shedder::builder().max_concurrency(1_000).build().unwrap();
+    let shed_fixed = LoadShedLayer::new(fixed).layer(handler());
+    group.bench_function("load_shed/fixed", |b| {
+        b.iter(|| call(&runtime, &shed_fixed))
+    });
+    let adaptive = Shedder::builder()
+        .limit(AdaptiveLimit::gradient().min(1_000).max(2_000))
+        .build()
+        .unwrap();
+    let shed_adaptive = LoadShedLayer::new(adaptive).layer(handler());
+    group.bench_function("load_shed/gradient", |b| {
+        b.iter(|| call(&runtime, &shed_adaptive))
+    });
     group.finish();
 }
 

@@ -1,5 +1,6 @@
 //! An axum router with surgeguard's layers: a per-client rate limit in
-//! front of an HTTP response cache, on a handler that takes 50 ms.
+//! front of an HTTP response cache in front of a load shedder, on a handler
+//! that takes 50 ms.
 //!
 //! * 5 requests per second per client IP, bursts of 10; behind a proxy on
 //!   10.0.0.0/8 the client is read from `X-Forwarded-For`, never otherwise.
@@ -18,8 +19,11 @@ use std::time::Duration;
 use axum::extract::Path;
 use axum::routing::get;
 use axum::Router;
-use surgeguard::http::{ClientIp, RateLimitLayer, ResponseCacheLayer, TrustedProxies};
+use surgeguard::http::{
+    ClientIp, LoadShedLayer, RateLimitLayer, ResponseCacheLayer, TrustedProxies,
+};
 use surgeguard::limit::{Gcra, Quota};
+use surgeguard::shed::{AdaptiveLimit, Priority, Shedder};
 
 async fn product(Path(id): Path<u64>) -> ([(&'static str, &'static str); 1], String) {
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -38,8 +42,24 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .stale_if_error(Duration::from_secs(300))
         .build()?;
 
+    // At most as many requests in the handler as it can take, learned from
+    // its latency; checkout (if the shop had one) would be Critical.
+    let shedder = Shedder::builder()
+        .limit(AdaptiveLimit::gradient().min(4).max(500))
+        .build()?;
+    let shed = LoadShedLayer::new(shedder)
+        .priority(|head| {
+            if head.uri().path().starts_with("/checkout") {
+                Priority::Critical
+            } else {
+                Priority::Normal
+            }
+        })
+        .problem_body(true);
+
     let app = Router::new()
         .route("/product/{id}", get(product))
+        .layer(shed)
         .layer(cache)
         .layer(
             RateLimitLayer::new(per_ip)

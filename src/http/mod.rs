@@ -31,8 +31,10 @@
 //! Responses carry a [`GuardedBody`], which is the inner body or bytes the
 //! layer produced.
 //!
-//! `LoadShedLayer` lands with the shedder (issue 6): the `503` and its
-//! `temporary-reduced-capacity` problem type are the pieces it will reuse.
+//! * [`LoadShedLayer`] puts a [`Shedder`](crate::shed::Shedder) in front of
+//!   the service: a refused request gets `503` with `Retry-After` at once
+//!   (or waits in the shedder's bounded queue, if it has one), an admitted
+//!   one teaches an adaptive limit its latency and whether it failed.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -71,6 +73,7 @@ mod client_ip;
 mod error;
 mod headers;
 mod key;
+mod load_shed;
 mod problem;
 mod rate_limit;
 mod response_cache;
@@ -79,6 +82,7 @@ pub use body::GuardedBody;
 pub use client_ip::{ClientIp, PeerAddr, TrustedProxies};
 pub use error::ConfigError;
 pub use key::{GlobalKey, HeaderKey, KeyExtractor, MissingKey, RequestHead, RouteKey};
+pub use load_shed::{LoadShedFuture, LoadShedLayer, LoadShedService};
 pub use rate_limit::{RateLimitFuture, RateLimitLayer, RateLimitService};
 pub use response_cache::{
     ResponseCacheBuildError, ResponseCacheBuilder, ResponseCacheLayer, ResponseCacheService,

@@ -27,7 +27,6 @@ pub(crate) fn quota_exceeded(policy: &str, retry_after_seconds: u64) -> Bytes {
 }
 
 /// The body of a `503` from a service shedding load.
-#[allow(dead_code)] // The load shedder's layer (issue 6) is its user.
 pub(crate) fn temporary_reduced_capacity(retry_after_seconds: u64) -> Bytes {
     Bytes::from(format!(
         concat!(

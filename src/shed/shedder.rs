@@ -113,6 +113,17 @@ impl Shedder {
             .ok_or_else(|| self.inner.refuse(priority, RejectReason::LimitReached))
     }
 
+    /// Whether requests may wait in a queue ([`ShedderBuilder::queue`]).
+    ///
+    /// ```
+    /// # use surgeguard::shed::Shedder;
+    /// assert!(!Shedder::builder().max_concurrency(8).build()?.has_queue());
+    /// # Ok::<(), surgeguard::shed::BuildError>(())
+    /// ```
+    pub fn has_queue(&self) -> bool {
+        self.inner.queue.is_some()
+    }
+
     /// The current limit.
     ///
     /// ```
