@@ -115,7 +115,9 @@ where
                     }
                     return Ok(value);
                 }
-                Begin::Wait { flight, fallback } => {
+                Begin::Wait {
+                    flight, fallback, ..
+                } => {
                     let outcome = FlightWait::new(flight).await;
                     if let Some(result) = self.settle_wait(Some(outcome), fallback, &mut retries) {
                         return result;

@@ -100,16 +100,16 @@ where
                     }
                     return Ok(value);
                 }
-                Begin::Wait { flight, fallback } => {
+                Begin::Wait {
+                    flight,
+                    fallback,
+                    deadline,
+                } => {
                     if flight.led_by_this_thread() {
                         return Err(LoadError::Recursive);
                     }
-                    let config = &self.inner.config;
-                    let deadline = config.loading.load_timeout.map(|timeout| {
-                        let timeout = crate::clock::duration_to_nanos(timeout);
-                        (&*config.clock, config.now().saturating_add(timeout))
-                    });
-                    let outcome = flight.wait(deadline);
+                    let clock = &*self.inner.config.clock;
+                    let outcome = flight.wait(deadline.map(|deadline| (clock, deadline)));
                     if let Some(result) = self.settle_wait(outcome, fallback, &mut retries) {
                         return result;
                     }

@@ -37,6 +37,9 @@ where
         flight: Arc<Flight<K, V>>,
         /// Stale value to fall back on.
         fallback: Option<V>,
+        /// When a blocking wait gives up (the load timeout after joining),
+        /// nanoseconds on the cache's clock.
+        deadline: Option<u64>,
     },
     /// Run the load: the caller registered the flight.
     Lead {
@@ -88,8 +91,20 @@ where
                 reload: false,
             },
             Role::Wait { flight, fallback } => {
+                // The wait's deadline counts from joining, read before the
+                // join is counted, so that whoever sees the count and then
+                // moves the clock moves it past the deadline's start.
+                let deadline = config.loading.load_timeout.map(|timeout| {
+                    config
+                        .now()
+                        .saturating_add(crate::clock::duration_to_nanos(timeout))
+                });
                 LoadCounters::bump(&counters.coalesced);
-                Begin::Wait { flight, fallback }
+                Begin::Wait {
+                    flight,
+                    fallback,
+                    deadline,
+                }
             }
             Role::Lead { flight, fallback } => {
                 LoadCounters::bump(&counters.loads);
