@@ -179,3 +179,72 @@ async fn many_waiters_some_cancelled_leak_nothing() {
     assert_eq!(shedder.in_flight(), 0, "every slot came back");
     assert_eq!(shedder.stats().queued, 0, "nobody left in the queue");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_critical_waiter_is_served_before_earlier_normal_ones() {
+    // Limit 10, 20 % reserved for Critical: Normal may hold 8 slots.
+    let clock = ManualClock::new();
+    let shedder = Shedder::builder()
+        .max_concurrency(10)
+        .critical_reserve(0.2)
+        .sheddable_margin(0.0)
+        .queue(8, Duration::from_millis(50))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut held: Vec<Permit> = Vec::new();
+    for _ in 0..8 {
+        held.push(shedder.try_acquire(Priority::Normal).unwrap());
+    }
+    for _ in 0..2 {
+        held.push(shedder.try_acquire(Priority::Critical).unwrap());
+    }
+    let mut normal = pin!(shedder.acquire(Priority::Normal));
+    let mut critical = pin!(shedder.acquire(Priority::Critical));
+    assert!(poll_once(normal.as_mut()).is_pending());
+    assert!(poll_once(critical.as_mut()).is_pending());
+
+    // A Critical permit ends: 9 remain, so a Normal waiter still does not
+    // fit (its cap is 8) but the Critical one, queued later, does.
+    drop(held.pop());
+    let Poll::Ready(Ok(_permit)) = poll_once(critical.as_mut()) else {
+        panic!("the Critical waiter should not wait behind a Normal one that does not fit");
+    };
+    assert!(poll_once(normal.as_mut()).is_pending());
+    assert_eq!(shedder.in_flight(), 10);
+
+    // Normal fits again once fewer than 8 others are in flight: the third
+    // release of three hands its slot over.
+    drop(held.drain(..2).collect::<Vec<_>>());
+    assert!(poll_once(normal.as_mut()).is_pending());
+    assert_eq!(shedder.in_flight(), 8);
+    drop(held.pop());
+    assert!(matches!(poll_once(normal.as_mut()), Poll::Ready(Ok(_))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn among_waiters_critical_ones_go_first() {
+    let clock = ManualClock::new();
+    let shedder = shedder(1, 8, 50, &clock);
+    let held = shedder.acquire(Priority::Normal).await.unwrap();
+    let mut sheddable = pin!(shedder.acquire(Priority::Sheddable));
+    let mut normal = pin!(shedder.acquire(Priority::Normal));
+    let mut critical = pin!(shedder.acquire(Priority::Critical));
+    assert!(poll_once(sheddable.as_mut()).is_pending());
+    assert!(poll_once(normal.as_mut()).is_pending());
+    assert!(poll_once(critical.as_mut()).is_pending());
+
+    drop(held);
+    let Poll::Ready(Ok(first)) = poll_once(critical.as_mut()) else {
+        panic!("Critical first");
+    };
+    assert!(poll_once(normal.as_mut()).is_pending());
+    assert!(poll_once(sheddable.as_mut()).is_pending());
+    drop(first);
+    let Poll::Ready(Ok(second)) = poll_once(normal.as_mut()) else {
+        panic!("then Normal");
+    };
+    assert!(poll_once(sheddable.as_mut()).is_pending());
+    drop(second);
+    assert!(matches!(poll_once(sheddable.as_mut()), Poll::Ready(Ok(_))));
+}

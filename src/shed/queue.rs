@@ -5,6 +5,13 @@
 //! count never dips and a queued request cannot be overtaken by a newcomer.
 //! Each waiter has a deadline (`max_wait`); nobody waits past it.
 //!
+//! **The most important waiter goes first.** Each priority has its own
+//! line; a released slot goes to the first Critical waiter, else the first
+//! Normal one, else the first Sheddable one, provided its priority fits
+//! under the limit. One line would let a Normal waiter that does not fit
+//! (its share of the limit is used up) block a Critical one behind it that
+//! would (it may use the whole limit).
+//!
 //! **Adaptive LIFO** (Maurer, "Fail at Scale", ACM Queue 2015, which applies
 //! CoDel's idea to request queues): a queue that has not been empty for the
 //! last 100 ms is a standing queue, not a burst. Then the queue serves the
@@ -92,9 +99,30 @@ pub(crate) struct WaitQueue {
 
 #[derive(Debug)]
 struct QueueState {
-    waiters: VecDeque<Arc<Waiter>>,
+    /// One line per priority, most important first (see [`lane`]); each
+    /// line holds its waiters oldest first.
+    lines: [VecDeque<Arc<Waiter>>; 3],
     /// When the queue was last empty, nanoseconds.
     last_empty: u64,
+}
+
+/// The line of a priority: Critical's is served first.
+fn lane(priority: Priority) -> usize {
+    match priority {
+        Priority::Critical => 0,
+        Priority::Normal => 1,
+        Priority::Sheddable => 2,
+    }
+}
+
+impl QueueState {
+    fn len(&self) -> usize {
+        self.lines.iter().map(VecDeque::len).sum()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lines.iter().all(VecDeque::is_empty)
+    }
 }
 
 impl WaitQueue {
@@ -104,7 +132,7 @@ impl WaitQueue {
             max_wait,
             len: AtomicUsize::new(0),
             inner: Mutex::new(QueueState {
-                waiters: VecDeque::new(),
+                lines: Default::default(),
                 last_empty: 0,
             }),
         }
@@ -117,10 +145,10 @@ impl WaitQueue {
     /// Queues a request of `priority` at `now`; `None` if the queue is full.
     pub(crate) fn push(&self, priority: Priority, now: u64) -> Option<Arc<Waiter>> {
         let mut queue = self.inner.lock();
-        if queue.waiters.len() >= self.capacity {
+        if queue.len() >= self.capacity {
             return None;
         }
-        if queue.waiters.is_empty() {
+        if queue.is_empty() {
             queue.last_empty = now;
         }
         let waiter = Arc::new(Waiter {
@@ -128,8 +156,8 @@ impl WaitQueue {
             enqueued: now,
             state: Mutex::new((WaitState::Waiting, None)),
         });
-        queue.waiters.push_back(Arc::clone(&waiter));
-        self.len.store(queue.waiters.len(), Ordering::Release);
+        queue.lines[lane(priority)].push_back(Arc::clone(&waiter));
+        self.len.store(queue.len(), Ordering::Release);
         Some(waiter)
     }
 
@@ -149,7 +177,7 @@ impl WaitQueue {
     }
 
     fn is_standing(&self, queue: &QueueState, now: u64) -> bool {
-        !queue.waiters.is_empty() && now.saturating_sub(queue.last_empty) > STANDING_AFTER
+        !queue.is_empty() && now.saturating_sub(queue.last_empty) > STANDING_AFTER
     }
 
     /// Takes `waiter` out of the queue if it is still waiting (it gave up or
@@ -160,8 +188,9 @@ impl WaitQueue {
         // Under the queue lock no release can grant it meanwhile.
         let state = waiter.state();
         if state == WaitState::Waiting {
-            if let Some(index) = queue.waiters.iter().position(|w| Arc::ptr_eq(w, waiter)) {
-                queue.waiters.remove(index);
+            let line = &mut queue.lines[lane(waiter.priority)];
+            if let Some(index) = line.iter().position(|w| Arc::ptr_eq(w, waiter)) {
+                line.remove(index);
             }
             self.note_len(&mut queue, now);
             waiter.settle(WaitState::Expired);
@@ -170,42 +199,43 @@ impl WaitQueue {
         state
     }
 
-    /// A permit is being released at `now`: hands its slot to a waiter that
-    /// `fits` (given its priority), expiring overdue waiters on the way.
-    /// Returns whether the slot was handed over (the in-flight count stays).
+    /// A permit is being released at `now`: hands its slot to the most
+    /// important waiter, if its priority `fits`; overdue waiters leave on
+    /// the way. Returns whether the slot was handed over (the in-flight
+    /// count stays).
     pub(crate) fn hand_over(&self, now: u64, fits: impl Fn(Priority) -> bool) -> bool {
         let mut queue = self.inner.lock();
         let standing = self.is_standing(&queue, now);
         let mut handed = false;
-        while !handed {
-            let next = if standing {
-                queue.waiters.pop_back()
-            } else {
-                queue.waiters.pop_front()
-            };
-            let Some(waiter) = next else { break };
-            if self.deadline_in(&waiter, standing) <= now {
-                waiter.settle(WaitState::Expired);
-            } else if fits(waiter.priority) {
-                waiter.settle(WaitState::Granted);
+        // Set once a line's first waiter does not fit: no lesser one can.
+        let mut full = false;
+        for line in &mut queue.lines {
+            // Overdue waiters leave (the oldest are at the front).
+            while let Some(oldest) = line.front() {
+                if self.deadline_in(oldest, standing) > now {
+                    break;
+                }
+                if let Some(expired) = line.pop_front() {
+                    expired.settle(WaitState::Expired);
+                }
+            }
+            if handed || full {
+                continue;
+            }
+            // The first live waiter of the most important line decides:
+            // if its priority does not fit, no lesser one does (the caps
+            // shrink with priority).
+            let next = if standing { line.back() } else { line.front() };
+            let Some(waiter) = next else { continue };
+            if fits(waiter.priority) {
+                let waiter = if standing { line.pop_back() } else { line.pop_front() };
+                if let Some(waiter) = waiter {
+                    waiter.settle(WaitState::Granted);
+                }
                 handed = true;
             } else {
-                // No room for its priority: it stays, first in line.
-                if standing {
-                    queue.waiters.push_back(waiter);
-                } else {
-                    queue.waiters.push_front(waiter);
-                }
-                break;
-            }
-        }
-        // Waiters behind it that are overdue leave too (the oldest are at the front).
-        while let Some(oldest) = queue.waiters.front() {
-            if self.deadline_in(oldest, standing) > now {
-                break;
-            }
-            if let Some(expired) = queue.waiters.pop_front() {
-                expired.settle(WaitState::Expired);
+                // It stays first in line; the lesser lines only expire.
+                full = true;
             }
         }
         self.note_len(&mut queue, now);
@@ -213,9 +243,9 @@ impl WaitQueue {
     }
 
     fn note_len(&self, queue: &mut QueueState, now: u64) {
-        if queue.waiters.is_empty() {
+        if queue.is_empty() {
             queue.last_empty = now;
         }
-        self.len.store(queue.waiters.len(), Ordering::Release);
+        self.len.store(queue.len(), Ordering::Release);
     }
 }
