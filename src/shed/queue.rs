@@ -228,7 +228,11 @@ impl WaitQueue {
             let next = if standing { line.back() } else { line.front() };
             let Some(waiter) = next else { continue };
             if fits(waiter.priority) {
-                let waiter = if standing { line.pop_back() } else { line.pop_front() };
+                let waiter = if standing {
+                    line.pop_back()
+                } else {
+                    line.pop_front()
+                };
                 if let Some(waiter) = waiter {
                     waiter.settle(WaitState::Granted);
                 }
