@@ -1,6 +1,7 @@
 //! Rate limiter checks: surgeguard against governor 0.10, in the same run.
 //!
-//! Groups (one function per limiter, so the report reads side by side):
+//! Groups (one function per limiter, so the report reads side by side; `1t`,
+//! `2t` are the default thread counts):
 //! - `direct_allowed/{1t,2t}`: one key, every check allowed (a quota of one
 //!   per nanosecond, far above what the checks reach), so every check writes
 //!   the shared state.
@@ -29,6 +30,7 @@
 //!
 //! Run: `cargo bench --bench limiter` (about 2 minutes with
 //! `-- --warm-up-time 1 --measurement-time 3`).
+//! Threads: `SURGEGUARD_BENCH_THREADS=1,4,8,16` (comma-separated; default `1,2`).
 
 use std::hint::black_box;
 use std::num::NonZeroU32;
@@ -42,6 +44,10 @@ use surgeguard::limit::{Gcra, KeyedGcra, Quota};
 mod support;
 
 use support::rng::{mix64, SplitMix64};
+use support::threads::thread_counts;
+
+/// Thread counts benched unless `SURGEGUARD_BENCH_THREADS` says otherwise.
+const DEFAULT_THREAD_COUNTS: [usize; 2] = [1, 2];
 
 /// surgeguard's `Clock` over quanta's TSC reading, the source governor's
 /// default clock uses.
@@ -179,7 +185,7 @@ fn bench_direct(c: &mut Criterion) {
         ("direct_denied", two_per_hour()),
     ];
     for (name, quotas) in cases {
-        for threads in [1, 2] {
+        for threads in thread_counts(&DEFAULT_THREAD_COUNTS) {
             let mut group = c.benchmark_group(format!("{name}/{threads}t"));
             for (limiter_name, limiter) in direct_limiters(quotas) {
                 // Spend the hourly quota before timing.
@@ -240,7 +246,7 @@ fn bench_keyed(c: &mut Criterion) {
                 black_box(limiter.allow(mix64(rank)));
             }
         }
-        for threads in [1, 2] {
+        for threads in thread_counts(&DEFAULT_THREAD_COUNTS) {
             let mut group = c.benchmark_group(format!("{name}/{threads}t"));
             for (limiter_name, limiter) in &limiters {
                 let cursors: Vec<std::sync::atomic::AtomicUsize> = (0..threads)

@@ -1,9 +1,10 @@
 //! The cost of admission: acquire and release a permit, uncontended and from
-//! two threads at once, for surgeguard's shedder (fixed limit, and the
-//! Gradient limit learning from every permit) against tokio's `Semaphore`,
-//! which `tower::limit::ConcurrencyLimit` is built on.
+//! two threads at once (by default), for surgeguard's shedder (fixed limit,
+//! and the Gradient limit learning from every permit) against tokio's
+//! `Semaphore`, which `tower::limit::ConcurrencyLimit` is built on.
 //!
 //! Run: `cargo bench --bench shed`
+//! Threads: `SURGEGUARD_BENCH_THREADS=1,4,8,16` (comma-separated; default `1,2`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +12,13 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use surgeguard::shed::{AdaptiveLimit, Outcome, Priority, Shedder};
 use tokio::sync::Semaphore;
+
+mod support;
+
+use support::threads::thread_counts;
+
+/// Thread counts benched unless `SURGEGUARD_BENCH_THREADS` says otherwise.
+const DEFAULT_THREAD_COUNTS: [usize; 2] = [1, 2];
 
 /// Runs `op` `iters` times on each of `threads` threads at once; returns the
 /// time per operation per thread.
@@ -35,7 +43,7 @@ fn acquire_release(c: &mut Criterion) {
         .build()
         .unwrap();
     let semaphore = Arc::new(Semaphore::new(1_000));
-    for threads in [1, 2] {
+    for threads in thread_counts(&DEFAULT_THREAD_COUNTS) {
         let mut group = c.benchmark_group(format!("acquire_release_{threads}t"));
         group.bench_function("surgeguard_fixed", |b| {
             b.iter_custom(|iters| {

@@ -2,8 +2,9 @@
 //! workload: 1,000,000 distinct `u64` keys, capacity 100,000 entries.
 //!
 //! Three mixes (100 % get, 90 % get / 10 % insert, 100 % insert) at 1 and 2
-//! threads. Each criterion group (`zipf_get/1t`, `zipf_get90_insert10/2t`, …)
-//! holds one function per cache, so the report reads side by side.
+//! threads by default. Each criterion group (`zipf_get/1t`,
+//! `zipf_get90_insert10/2t`, …) holds one function per cache, so the report
+//! reads side by side.
 //!
 //! Method:
 //! - One 4 Mi-key sequence is generated up front (`support::zipf_sequence`).
@@ -20,6 +21,7 @@
 //!
 //! Run: `cargo bench --bench throughput` (about 3 minutes on 2 cores).
 //! Filter: `cargo bench --bench throughput -- zipf_get/1t`.
+//! Threads: `SURGEGUARD_BENCH_THREADS=1,4,8,16` (comma-separated; default `1,2`).
 
 use std::hint::black_box;
 use std::sync::Barrier;
@@ -51,7 +53,8 @@ impl Mix {
     }
 }
 
-const THREAD_COUNTS: [usize; 2] = [1, 2];
+/// Thread counts benched unless `SURGEGUARD_BENCH_THREADS` says otherwise.
+const DEFAULT_THREAD_COUNTS: [usize; 2] = [1, 2];
 
 /// Runs `ops` operations of `mix` on `cache`, reading keys from `keys`
 /// starting at `position` (wrapping). Returns the position to resume from.
@@ -168,6 +171,8 @@ fn bench_cache<C: ConcurrentCache>(
 }
 
 fn throughput(c: &mut Criterion) {
+    // Read first, so a bad value fails before the slow pre-warm.
+    let thread_counts = support::threads::thread_counts(&DEFAULT_THREAD_COUNTS);
     let keys = support::zipf_sequence();
     let capacity = support::CAPACITY;
 
@@ -186,7 +191,7 @@ fn throughput(c: &mut Criterion) {
     );
 
     for mix in Mix::ALL {
-        for threads in THREAD_COUNTS {
+        for &threads in &thread_counts {
             let mut group = c.benchmark_group(format!("{}/{}t", mix.name(), threads));
             group
                 .throughput(Throughput::Elements(1))

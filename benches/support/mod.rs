@@ -1,6 +1,7 @@
-//! Helpers shared by the benches (`throughput`, `insert_latency`) and the
-//! `hit_ratio` / `memory` examples. The examples include this file with
-//! `#[path = "../benches/support/mod.rs"] mod support;`, so there is one copy.
+//! Helpers shared by the benches (`throughput`, `insert_latency`, `limiter`,
+//! `shed`) and the `hit_ratio` / `memory` examples. The examples include this
+//! file with `#[path = "../benches/support/mod.rs"] mod support;`, so there is
+//! one copy.
 //!
 //! - [`rng`]: a tiny deterministic PRNG (splitmix64), so runs are repeatable
 //!   without the `rand` crate.
@@ -9,6 +10,8 @@
 //!   driver loop is written once and monomorphised per cache.
 //! - [`trace`]: readers for the recorded traces in `../shared/traces`.
 //! - [`lru`]: an exact LRU, the hit-ratio baseline.
+//! - [`threads`]: the multi-thread benches' thread counts, overridable with
+//!   `SURGEGUARD_BENCH_THREADS`.
 
 // Each including target uses a different subset of these helpers.
 #![allow(dead_code)]
@@ -16,6 +19,7 @@
 pub mod adapters;
 pub mod lru;
 pub mod rng;
+pub mod threads;
 pub mod trace;
 pub mod zipf;
 
