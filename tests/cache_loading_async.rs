@@ -4,6 +4,7 @@
 //! timeout runs on Tokio's paused clock, so nothing depends on real time.
 #![cfg(feature = "tokio")]
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant as WallInstant};
 
 use surgeguard::cache::{Cache, LoadError};
 use surgeguard::clock::ManualClock;
+use tokio::task::JoinHandle;
 
 /// Yields until `done` holds; fails the test instead of hanging.
 async fn until(what: &str, mut done: impl FnMut() -> bool) {
@@ -37,6 +39,28 @@ impl Flag {
     async fn raised(&self) {
         until("the flag", || self.0.load(Ordering::SeqCst)).await;
     }
+}
+
+/// Spawns a task that loads key 1 with a loader held until `flag` is raised,
+/// which then returns `value()`; returns the task once the load has started.
+async fn spawn_held_load(
+    cache: &Cache<u64, u64>,
+    flag: &Flag,
+    value: impl FnOnce() -> u64 + Send + 'static,
+) -> JoinHandle<Result<u64, LoadError<Infallible>>> {
+    let task = {
+        let (cache, flag) = (cache.clone(), flag.clone());
+        tokio::spawn(async move {
+            cache
+                .get_or_load_async(&1, move |_| async move {
+                    flag.raised().await;
+                    value()
+                })
+                .await
+        })
+    };
+    until("the load started", || cache.stats().loads == 1).await;
+    task
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,18 +99,7 @@ async fn a_thousand_tasks_on_ten_keys_make_ten_loads() {
 async fn a_cancelled_caller_leaves_the_load_running_for_the_others() {
     let cache: Cache<u64, u64> = Cache::builder().max_capacity(100).build().unwrap();
     let flag = Flag::default();
-    let first = {
-        let (cache, flag) = (cache.clone(), flag.clone());
-        tokio::spawn(async move {
-            cache
-                .get_or_load_async(&1, move |_| async move {
-                    flag.raised().await;
-                    11
-                })
-                .await
-        })
-    };
-    until("the load started", || cache.stats().loads == 1).await;
+    let first = spawn_held_load(&cache, &flag, || 11).await;
     let second = {
         let cache = cache.clone();
         tokio::spawn(async move { cache.get_or_load_async(&1, |_| async { 99 }).await })
@@ -104,18 +117,7 @@ async fn a_cancelled_caller_leaves_the_load_running_for_the_others() {
 async fn a_cancelled_sole_caller_still_fills_the_cache() {
     let cache: Cache<u64, u64> = Cache::builder().max_capacity(100).build().unwrap();
     let flag = Flag::default();
-    let caller = {
-        let (cache, flag) = (cache.clone(), flag.clone());
-        tokio::spawn(async move {
-            cache
-                .get_or_load_async(&1, move |_| async move {
-                    flag.raised().await;
-                    11
-                })
-                .await
-        })
-    };
-    until("the load started", || cache.stats().loads == 1).await;
+    let caller = spawn_held_load(&cache, &flag, || 11).await;
     caller.abort();
     flag.raise();
     until("the value stored", || cache.get(&1) == Some(11)).await;
@@ -125,18 +127,7 @@ async fn a_cancelled_sole_caller_still_fills_the_cache() {
 async fn a_panicking_async_loader_fails_every_waiter_and_frees_the_key() {
     let cache: Cache<u64, u64> = Cache::builder().max_capacity(100).build().unwrap();
     let flag = Flag::default();
-    let leader = {
-        let (cache, flag) = (cache.clone(), flag.clone());
-        tokio::spawn(async move {
-            cache
-                .get_or_load_async(&1, move |_| async move {
-                    flag.raised().await;
-                    panic!("loader bug")
-                })
-                .await
-        })
-    };
-    until("the load started", || cache.stats().loads == 1).await;
+    let leader = spawn_held_load(&cache, &flag, || panic!("loader bug")).await;
     let waiter = {
         let cache = cache.clone();
         tokio::spawn(async move { cache.get_or_load_async(&1, |_| async { 5 }).await })
