@@ -1,0 +1,275 @@
+//! The outage, reproduced on loopback and prevented by surgeguard.
+//!
+//! An online shop went down for 4.5 hours during a sales event: a traffic
+//! spike exhausted its web servers and database, failures cascaded, and most
+//! users saw 30-second page loads. This example replays that event twice
+//! against an axum shop with a small database pool: once as the shop was,
+//! once with surgeguard's limits, caches and shedder, and prints the two
+//! side by side.
+//!
+//! ```text
+//! cargo run --release --example outage                 # both runs, ~1 minute
+//! cargo run --release --example outage -- --help       # every flag
+//! cargo run --release --example outage -- --mode protected --spike 20 --json
+//! ```
+//!
+//! How it is built: `scenario/` is the experiment (the traffic plan, the
+//! open-loop client, the shop, the database model, the figures); this file
+//! reads flags and prints; `report.rs` draws the HTML report. Only
+//! 127.0.0.1 is ever contacted.
+
+mod report;
+mod scenario;
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser, ValueEnum};
+
+use scenario::{Mode, Run, Settings};
+
+/// Replays a sales-event traffic spike against an unprotected shop and a
+/// shop protected by surgeguard, and compares them.
+#[derive(Parser, Debug)]
+#[command(name = "outage", version)]
+struct Args {
+    /// Seconds of traffic per run (the drain afterwards adds up to the
+    /// client timeout).
+    #[arg(long, default_value_t = 25.0, value_name = "SECONDS")]
+    duration: f64,
+    /// Requests per second before and after the sales event.
+    #[arg(long, default_value_t = 100.0, value_name = "RPS")]
+    baseline_rps: f64,
+    /// The event's rate as a multiple of the baseline (from 20 % to 80 % of
+    /// the run).
+    #[arg(long, default_value_t = 10.0, value_name = "FACTOR")]
+    spike: f64,
+    /// Which shop(s) to run.
+    #[arg(long, value_enum, default_value_t = Which::Both)]
+    mode: Which,
+    /// Print one JSON object with every figure, per mode, on stdout (the
+    /// table and progress go to stderr).
+    #[arg(long)]
+    json: bool,
+    /// Where to write the HTML report.
+    #[arg(long, value_name = "PATH", default_value = "target/outage-report.html")]
+    report: PathBuf,
+    /// Seconds after which a client gives up on a request.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    client_timeout: f64,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Which {
+    Unprotected,
+    Protected,
+    Both,
+}
+
+impl Which {
+    fn modes(self) -> &'static [Mode] {
+        match self {
+            Which::Unprotected => &[Mode::Unprotected],
+            Which::Protected => &[Mode::Protected],
+            Which::Both => &[Mode::Unprotected, Mode::Protected],
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let settings = match settings(&args) {
+        Ok(settings) => settings,
+        Err(message) => Args::command()
+            .error(clap::error::ErrorKind::ValueValidation, message)
+            .exit(),
+    };
+
+    // With --json, stdout carries only the JSON.
+    let mut out: Box<dyn Write> = if args.json {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
+    let _ = writeln!(
+        out,
+        "surgeguard outage: {:.0} s per run, {:.0} req/s baseline, {:.0}x spike ({:.0} req/s) \
+         from {:.0} s to {:.0} s, client timeout {:.1} s",
+        settings.duration.as_secs_f64(),
+        settings.baseline_rps,
+        settings.spike,
+        settings.peak_rps(),
+        0.2 * settings.duration.as_secs_f64(),
+        0.8 * settings.duration.as_secs_f64(),
+        settings.client_timeout.as_secs_f64(),
+    );
+
+    let mut runs = Vec::new();
+    for &mode in args.mode.modes() {
+        let line = |p: &scenario::client::Progress| progress_line(mode, p);
+        match scenario::run(&settings, mode, &line) {
+            Ok(run) => {
+                debug_assert_eq!(run.summary.accounted(), run.summary.sent);
+                runs.push(run)
+            }
+            Err(error) => {
+                eprintln!("\nerror: the {mode} run could not start: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+        eprintln!();
+    }
+
+    let _ = writeln!(out, "\n{}", table(&runs));
+    match report::write(&args.report, &settings, &runs) {
+        Ok(()) => {
+            let _ = writeln!(out, "report: {}", args.report.display());
+        }
+        Err(error) => eprintln!(
+            "warning: could not write the report to {}: {error}",
+            args.report.display()
+        ),
+    }
+    if args.json {
+        println!("{}", scenario::results::to_json(&settings, &runs));
+    }
+    ExitCode::SUCCESS
+}
+
+fn settings(args: &Args) -> Result<Settings, String> {
+    let seconds = |value: f64, flag: &str| {
+        Duration::try_from_secs_f64(value)
+            .map_err(|_| format!("--{flag} must be a number of seconds, got {value}"))
+    };
+    let duration = seconds(args.duration, "duration")?;
+    let client_timeout = seconds(args.client_timeout, "client-timeout")?;
+    Settings::new(duration, args.baseline_rps, args.spike)
+        .and_then(|s| s.with_client_timeout(client_timeout))
+        .map_err(|e| e.to_string())
+}
+
+/// One line per second on a terminal (rewritten in place), one line per
+/// five seconds otherwise.
+fn progress_line(mode: Mode, p: &scenario::client::Progress) {
+    let terminal = std::io::stderr().is_terminal();
+    let whole = p.elapsed.as_secs();
+    if !terminal && !whole.is_multiple_of(5) && p.elapsed < p.duration {
+        return;
+    }
+    let line = format!(
+        "[{mode:>11}] {:>3}/{} s  sent {:>6}  ok {:>6}  refused {:>5}  timed out {:>6}  open {:>5}",
+        whole.min(p.duration.as_secs()),
+        p.duration.as_secs(),
+        p.sent,
+        p.succeeded,
+        p.refused,
+        p.timed_out,
+        p.open,
+    );
+    if terminal {
+        eprint!("\r{line}");
+    } else {
+        eprintln!("{line}");
+    }
+}
+
+/// The table's rows: a label and one cell per run.
+fn table_rows(runs: &[Run]) -> Vec<(String, Vec<String>)> {
+    let row = |label: &str, cell: &dyn Fn(&Run) -> String| {
+        (label.to_owned(), runs.iter().map(cell).collect())
+    };
+    let share = |n: u64, of: u64| {
+        if of == 0 {
+            "0".to_owned()
+        } else {
+            format!("{} ({:.1} %)", n, 100.0 * n as f64 / of as f64)
+        }
+    };
+    vec![
+        row("requests sent", &|r| r.summary.sent.to_string()),
+        row("  succeeded (2xx)", &|r| {
+            share(r.summary.succeeded, r.summary.sent)
+        }),
+        row("  shed (503)", &|r| share(r.summary.shed, r.summary.sent)),
+        row("  limited (429)", &|r| {
+            share(r.summary.limited, r.summary.sent)
+        }),
+        row("  timed out", &|r| {
+            share(r.summary.timed_out, r.summary.sent)
+        }),
+        row("  failed otherwise", &|r| {
+            share(r.summary.failed, r.summary.sent)
+        }),
+        row("latency of successes p50", &|r| {
+            ms(r.summary.latency_ms.p50)
+        }),
+        row("                     p95", &|r| {
+            ms(r.summary.latency_ms.p95)
+        }),
+        row("                     p99", &|r| {
+            ms(r.summary.latency_ms.p99)
+        }),
+        row("                     max", &|r| {
+            ms(r.summary.latency_ms.max)
+        }),
+        row("p99 before the event", &|r| {
+            ms(r.summary.baseline_latency_ms.p99)
+        }),
+        row("p99 during the event", &|r| {
+            ms(r.summary.spike_latency_ms.p99)
+        }),
+        row("checkout success", &|r| {
+            format!(
+                "{:.1} % of {}",
+                100.0 * r.summary.checkout_success_rate,
+                r.summary.checkouts
+            )
+        }),
+        row("database queries/s, mean", &|r| {
+            format!("{:.0}", r.summary.db_queries_per_second)
+        }),
+        row("database queries/s, peak", &|r| {
+            r.summary.db_peak_queries_per_second.to_string()
+        }),
+        row("database pool wait, peak", &|r| {
+            ms(r.summary.db_peak_pool_wait_ms)
+        }),
+        row("queries waiting for the pool, peak", &|r| {
+            r.summary.db_peak_waiting.to_string()
+        }),
+        row("product cache hit ratio", &|r| {
+            r.protection.as_ref().map_or("-".to_owned(), |p| {
+                format!("{:.1} %", 100.0 * p.product_cache_hit_ratio)
+            })
+        }),
+    ]
+}
+
+fn table(runs: &[Run]) -> String {
+    let rows = table_rows(runs);
+    let label_width = rows.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
+    let mut text = format!("{:label_width$}", "");
+    for run in runs {
+        text.push_str(&format!("  {:>18}", run.mode.name()));
+    }
+    for (label, cells) in rows {
+        text.push_str(&format!("\n{label:label_width$}"));
+        for cell in cells {
+            text.push_str(&format!("  {cell:>18}"));
+        }
+    }
+    text
+}
+
+/// Milliseconds, or seconds from 1 s up.
+fn ms(value: f64) -> String {
+    if value >= 1_000.0 {
+        format!("{:.2} s", value / 1e3)
+    } else if value >= 10.0 {
+        format!("{value:.0} ms")
+    } else {
+        format!("{value:.1} ms")
+    }
+}

@@ -1,0 +1,280 @@
+//! The shop: the same handlers, served bare or behind surgeguard.
+//!
+//! | route | database | protected by |
+//! |---|---|---|
+//! | `GET /product/{id}` | `Query::Product` | an in-process product cache with single-flight loads, refresh-ahead and stale-if-error (the page itself is personalised, `private`) |
+//! | `GET /catalogue` | `Query::Catalogue` | the HTTP response cache (`max-age=5`, then stale while one request revalidates) |
+//! | `GET /static/{file}` | none (2 ms disk read) | the HTTP response cache (`max-age=3600`) |
+//! | `GET /search?q=` | `Query::Search` | the shedder, as `Sheddable`: the first to go |
+//! | `POST /checkout` | `Query::Checkout` | the shedder, as `Critical`: the last to go |
+//!
+//! Every request of the protected shop first passes two rate limits at once
+//! (`AllOf`): 10 requests/s per client address (bursts of 20), read from
+//! `X-Forwarded-For` because the shop sits behind a load balancer on
+//! loopback, and 3,000 requests/s for the whole shop.
+//!
+//! **Why the shedder sits in front of the database, not around every
+//! route.** The database is the resource that runs out. Cache hits cost
+//! microseconds and need no admission; counted with database work they
+//! would also blur the latency signal the adaptive limit learns from. So
+//! every database query of the protected shop asks the shedder first (a
+//! short queue absorbs bursts), and a refusal becomes a 503 with
+//! `Retry-After`, or, for a product already cached, a stale page.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use surgeguard::cache::{Cache, CacheStats, LoadError};
+use surgeguard::http::{ClientIp, RateLimitLayer, ResponseCacheLayer, TrustedProxies};
+use surgeguard::limit::{AllOf, Gcra, Quota};
+use surgeguard::shed::{AdaptiveLimit, Outcome, Priority, Rejected, ShedStats, Shedder};
+
+use super::database::{Database, Query};
+use super::Mode;
+
+/// Per-client quota of the protected shop.
+const PER_CLIENT_RPS: u32 = 10;
+const PER_CLIENT_BURST: u32 = 20;
+/// The whole shop's quota: what a load test showed it serves well.
+const GLOBAL_RPS: u32 = 3_000;
+const GLOBAL_BURST: u32 = 600;
+
+/// A shop listening on loopback.
+pub struct RunningShop {
+    /// Where it listens (127.0.0.1, an ephemeral port).
+    pub address: SocketAddr,
+    shop: Shop,
+}
+
+/// What the shop's own parts saw, for the report.
+#[derive(Clone, Debug)]
+pub struct ShopStats {
+    /// The product cache (protected only).
+    pub products: Option<CacheStats>,
+    /// The HTTP response cache (protected only).
+    pub responses: Option<CacheStats>,
+    /// The shedder (protected only).
+    pub shed: Option<ShedStats>,
+}
+
+/// A reading of the shop's state while it runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ShopSample {
+    /// Queries waiting for a database connection.
+    pub db_waiting: usize,
+    /// The shedder's current concurrency limit (protected only).
+    pub shed_limit: Option<u32>,
+}
+
+impl RunningShop {
+    /// Everything its caches and shedder counted.
+    pub fn stats(&self) -> ShopStats {
+        let guard = self.shop.protection.as_deref();
+        ShopStats {
+            products: guard.map(|g| g.products.stats()),
+            responses: guard.map(|g| g.responses.stats()),
+            shed: guard.map(|g| g.shedder.stats()),
+        }
+    }
+
+    /// The shop's state right now.
+    pub fn sample(&self) -> ShopSample {
+        ShopSample {
+            db_waiting: self.shop.db.waiting(),
+            shed_limit: self.shop.protection.as_ref().map(|g| g.shedder.limit()),
+        }
+    }
+}
+
+/// Starts the shop for `mode` on 127.0.0.1 with an ephemeral port.
+pub async fn start(mode: Mode, db: Database) -> std::io::Result<RunningShop> {
+    let protection = match mode {
+        Mode::Unprotected => None,
+        Mode::Protected => Some(Arc::new(Protection::new().map_err(std::io::Error::other)?)),
+    };
+    let shop = Shop { db, protection };
+    let routes = Router::new()
+        .route("/product/{id}", get(product))
+        .route("/catalogue", get(catalogue))
+        .route("/static/{file}", get(asset))
+        .route("/search", get(search))
+        .route("/checkout", post(checkout))
+        .with_state(shop.clone());
+    let app = match &shop.protection {
+        None => routes,
+        Some(guard) => guard.wrap(routes)?,
+    };
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, service).await {
+            eprintln!("shop stopped: {error}");
+        }
+    });
+    Ok(RunningShop { address, shop })
+}
+
+#[derive(Clone)]
+struct Shop {
+    db: Database,
+    protection: Option<Arc<Protection>>,
+}
+
+/// surgeguard's parts, shared by every request of the protected shop.
+struct Protection {
+    shedder: Shedder,
+    products: Cache<u32, Arc<str>>,
+    responses: ResponseCacheLayer,
+}
+
+impl Protection {
+    fn new() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        // The database has 8 connections; the limit learns how many queries
+        // may be in flight (waiting for a connection included) before
+        // latency climbs, and never goes below 10, so a fifth of it (2)
+        // stays reserved for checkouts. A short queue takes bursts; a standing queue turns
+        // LIFO and fails stale requests fast.
+        let shedder = Shedder::builder()
+            .limit(AdaptiveLimit::gradient().min(10).initial(16).max(64))
+            .queue(256, Duration::from_millis(250))
+            .build()?;
+        // Product rows: hot ones are refreshed in the background before
+        // they expire, so a popular product never misses; if the database
+        // refuses, a row up to a minute old is better than an error page.
+        let products = Cache::builder()
+            .max_capacity(5_000)
+            .time_to_live(Duration::from_secs(15))
+            .refresh_after(Duration::from_secs(5))
+            .stale_while_revalidate(Duration::from_secs(10))
+            .stale_if_error(Duration::from_secs(60))
+            .load_timeout(Duration::from_secs(2))
+            .build()?;
+        let responses = ResponseCacheLayer::builder()
+            .max_bytes(16 << 20)
+            .stale_while_revalidate(Duration::from_secs(10))
+            .stale_if_error(Duration::from_secs(60))
+            .build()?;
+        Ok(Protection {
+            shedder,
+            products,
+            responses,
+        })
+    }
+
+    /// The layers a user adds to the router: rate limits outside (a
+    /// refused request costs nothing else), the response cache inside.
+    fn wrap(&self, routes: Router) -> std::io::Result<Router> {
+        let invalid = |e: Box<dyn std::error::Error + Send + Sync>| std::io::Error::other(e);
+        let per_client = Gcra::keyed(
+            Quota::per_second(PER_CLIENT_RPS)
+                .and_then(|q| q.burst(PER_CLIENT_BURST))
+                .map_err(|e| invalid(e.into()))?,
+        )
+        .max_keys(100_000)
+        .build()
+        .map_err(|e| invalid(e.into()))?;
+        let global = Gcra::direct(
+            Quota::per_second(GLOBAL_RPS)
+                .and_then(|q| q.burst(GLOBAL_BURST))
+                .map_err(|e| invalid(e.into()))?,
+        )
+        .build()
+        .map_err(|e| invalid(e.into()))?;
+        // The per-client limit first: it is the one that denies most often,
+        // so the global one rarely has to give a unit back.
+        let limits =
+            AllOf::new(per_client, |client: &std::net::IpAddr| *client).and(global, |_| ());
+        let load_balancer = TrustedProxies::new(["127.0.0.1/32"]).map_err(|e| invalid(e.into()))?;
+        let rate_limit = RateLimitLayer::new(limits)
+            .key(ClientIp::from_peer_or_forwarded(load_balancer))
+            .policy_name("shop")
+            .map_err(|e| invalid(e.into()))?;
+        Ok(routes.layer(self.responses.clone()).layer(rate_limit))
+    }
+}
+
+impl Shop {
+    /// Runs `query`, through the shedder when the shop is protected.
+    async fn query(&self, priority: Priority, query: Query) -> Result<String, Rejected> {
+        let Some(guard) = &self.protection else {
+            return Ok(self.db.query(query).await);
+        };
+        let permit = guard.shedder.acquire(priority).await?;
+        let row = self.db.query(query).await;
+        permit.record(Outcome::Success);
+        Ok(row)
+    }
+}
+
+async fn product(State(shop): State<Shop>, Path(id): Path<u32>) -> Response {
+    let private = [(header::CACHE_CONTROL, "private, max-age=10")];
+    let Some(guard) = shop.protection.clone() else {
+        let row = shop.db.query(Query::Product(id)).await;
+        return (private, format!("<h1>{row}</h1>")).into_response();
+    };
+    let loaded = guard
+        .products
+        .get_or_try_load_async(&id, move |id| async move {
+            shop.query(Priority::Normal, Query::Product(id))
+                .await
+                .map(Arc::from)
+        })
+        .await;
+    match loaded {
+        Ok(row) => (private, format!("<h1>{row}</h1>")).into_response(),
+        Err(LoadError::Failed(rejected)) => unavailable(rejected.retry_after()),
+        Err(_) => unavailable(Duration::from_secs(1)),
+    }
+}
+
+async fn catalogue(State(shop): State<Shop>) -> Response {
+    match shop.query(Priority::Normal, Query::Catalogue).await {
+        Ok(row) => ([(header::CACHE_CONTROL, "max-age=5")], row).into_response(),
+        Err(rejected) => unavailable(rejected.retry_after()),
+    }
+}
+
+async fn asset(Path(file): Path<String>) -> Response {
+    // A read from disk: no database, but not free either.
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let body = format!("/* {file} */ body {{ margin: 0 }}\n");
+    ([(header::CACHE_CONTROL, "public, max-age=3600")], body).into_response()
+}
+
+async fn search(State(shop): State<Shop>, uri: axum::http::Uri) -> Response {
+    let term = uri
+        .query()
+        .and_then(|q| q.strip_prefix("q="))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    match shop.query(Priority::Sheddable, Query::Search(term)).await {
+        Ok(row) => ([(header::CACHE_CONTROL, "no-store")], row).into_response(),
+        Err(rejected) => unavailable(rejected.retry_after()),
+    }
+}
+
+async fn checkout(State(shop): State<Shop>) -> Response {
+    match shop.query(Priority::Critical, Query::Checkout).await {
+        Ok(row) => ([(header::CACHE_CONTROL, "no-store")], row).into_response(),
+        Err(rejected) => unavailable(rejected.retry_after()),
+    }
+}
+
+/// 503 with `Retry-After` in whole seconds (at least 1).
+fn unavailable(retry_after: Duration) -> Response {
+    let seconds = retry_after.as_secs().max(1);
+    let mut response =
+        (StatusCode::SERVICE_UNAVAILABLE, "busy, try again shortly\n").into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
