@@ -177,72 +177,47 @@ fn progress_line(mode: Mode, p: &scenario::client::Progress) {
 
 /// The table's rows: a label and one cell per run.
 fn table_rows(runs: &[Run]) -> Vec<(String, Vec<String>)> {
-    let row = |label: &str, cell: &dyn Fn(&Run) -> String| {
-        (label.to_owned(), runs.iter().map(cell).collect())
+    let row = |label: &str, cell: &dyn Fn(&scenario::results::Summary) -> String| {
+        let cells = runs.iter().map(|run| cell(&run.summary)).collect();
+        (label.to_owned(), cells)
     };
-    let share = |n: u64, of: u64| {
-        if of == 0 {
-            "0".to_owned()
-        } else {
-            format!("{} ({:.1} %)", n, 100.0 * n as f64 / of as f64)
-        }
-    };
+    let share = |n: u64, of: u64| format!("{n} ({:.1} %)", 100.0 * n as f64 / of.max(1) as f64);
     vec![
-        row("requests sent", &|r| r.summary.sent.to_string()),
-        row("  succeeded (2xx)", &|r| {
-            share(r.summary.succeeded, r.summary.sent)
+        row("requests sent", &|s| s.sent.to_string()),
+        row("  succeeded (2xx)", &|s| share(s.succeeded, s.sent)),
+        row("  shed (503)", &|s| share(s.shed, s.sent)),
+        row("  limited (429)", &|s| share(s.limited, s.sent)),
+        row("  timed out", &|s| share(s.timed_out, s.sent)),
+        row("  failed otherwise", &|s| share(s.failed, s.sent)),
+        row("every request as users saw it, p99", &|s| {
+            ms(s.experienced_latency_ms.p99)
         }),
-        row("  shed (503)", &|r| share(r.summary.shed, r.summary.sent)),
-        row("  limited (429)", &|r| {
-            share(r.summary.limited, r.summary.sent)
+        row("successes, p50", &|s| ms(s.latency_ms.p50)),
+        row("successes, p95", &|s| ms(s.latency_ms.p95)),
+        row("successes, p99", &|s| ms(s.latency_ms.p99)),
+        row("successes, max", &|s| ms(s.latency_ms.max)),
+        row("successes before the event, p99", &|s| {
+            ms(s.baseline_latency_ms.p99)
         }),
-        row("  timed out", &|r| {
-            share(r.summary.timed_out, r.summary.sent)
+        row("successes during the event, p99", &|s| {
+            ms(s.spike_latency_ms.p99)
         }),
-        row("  failed otherwise", &|r| {
-            share(r.summary.failed, r.summary.sent)
-        }),
-        row("latency of successes p50", &|r| {
-            ms(r.summary.latency_ms.p50)
-        }),
-        row("                     p95", &|r| {
-            ms(r.summary.latency_ms.p95)
-        }),
-        row("                     p99", &|r| {
-            ms(r.summary.latency_ms.p99)
-        }),
-        row("                     max", &|r| {
-            ms(r.summary.latency_ms.max)
-        }),
-        row("p99 before the event", &|r| {
-            ms(r.summary.baseline_latency_ms.p99)
-        }),
-        row("p99 during the event", &|r| {
-            ms(r.summary.spike_latency_ms.p99)
-        }),
-        row("checkout success", &|r| {
+        row("checkout success", &|s| {
             format!(
                 "{:.1} % of {}",
-                100.0 * r.summary.checkout_success_rate,
-                r.summary.checkouts
+                100.0 * s.checkout_success_rate,
+                s.checkouts
             )
         }),
-        row("database queries/s, mean", &|r| {
-            format!("{:.0}", r.summary.db_queries_per_second)
+        row("database queries/s, mean", &|s| {
+            format!("{:.0}", s.db_queries_per_second)
         }),
-        row("database queries/s, peak", &|r| {
-            r.summary.db_peak_queries_per_second.to_string()
+        row("database queries/s, peak", &|s| {
+            s.db_peak_queries_per_second.to_string()
         }),
-        row("database pool wait, peak", &|r| {
-            ms(r.summary.db_peak_pool_wait_ms)
-        }),
-        row("queries waiting for the pool, peak", &|r| {
-            r.summary.db_peak_waiting.to_string()
-        }),
-        row("product cache hit ratio", &|r| {
-            r.protection.as_ref().map_or("-".to_owned(), |p| {
-                format!("{:.1} %", 100.0 * p.product_cache_hit_ratio)
-            })
+        row("database pool wait, peak", &|s| ms(s.db_peak_pool_wait_ms)),
+        row("queries waiting for the pool, peak", &|s| {
+            s.db_peak_waiting.to_string()
         }),
     ]
 }

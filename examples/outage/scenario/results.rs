@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
-use super::client::{Played, Status};
+use super::client::{Outcome, Played, Status};
 use super::database::DatabaseReport;
 use super::shop::ShopStats;
 use super::traffic::{phase_at, PageKind, Phase, Planned};
@@ -47,6 +47,10 @@ pub struct Summary {
     pub refusals_without_retry_after: u64,
     /// Latency of successes over the whole run.
     pub latency_ms: Percentiles,
+    /// Latency of every request as its user saw it: refusals included, a
+    /// timeout counted as the client timeout. Successes alone flatter an
+    /// overloaded shop: only its cheapest pages still succeed.
+    pub experienced_latency_ms: Percentiles,
     /// Latency of successes due before the event: what normal looks like.
     pub baseline_latency_ms: Percentiles,
     /// Latency of successes due during the event.
@@ -57,7 +61,7 @@ pub struct Summary {
     pub checkouts_succeeded: u64,
     /// `checkouts_succeeded / checkouts`.
     pub checkout_success_rate: f64,
-    /// Database queries per second over the run.
+    /// Database queries finished per second while requests were sent.
     pub db_queries_per_second: f64,
     /// The busiest second's queries.
     pub db_peak_queries_per_second: u32,
@@ -148,6 +152,9 @@ pub struct Second {
     pub p50_ms: Option<f64>,
     /// 99th percentile latency of this second's successes, ms.
     pub p99_ms: Option<f64>,
+    /// 99th percentile latency of all this second's requests as their users
+    /// saw it (a timeout counts as the client timeout), ms.
+    pub experienced_p99_ms: Option<f64>,
     /// Database queries finished in this second.
     pub db_queries: u32,
     /// The most queries waiting for a connection at a sample.
@@ -199,7 +206,11 @@ impl Run {
             counts.unanswered += 1;
         }
         let (mut all, mut baseline, mut spike) = (Vec::new(), Vec::new(), Vec::new());
+        let mut experienced = Vec::with_capacity(plan.len());
+        // Requests that never finished waited at least the timeout.
+        experienced.resize(plan.len() - outcomes.len(), millis(settings.client_timeout));
         for outcome in outcomes {
+            experienced.push(experienced_ms(settings, outcome));
             let planned = &plan[outcome.index];
             let is_checkout = planned.page.kind() == PageKind::Checkout;
             let counts = summary.by_page.of(planned.page.kind());
@@ -244,9 +255,18 @@ impl Run {
             summary.checkouts_succeeded as f64 / summary.checkouts as f64
         };
         summary.latency_ms = Percentiles::of(&mut all);
+        summary.experienced_latency_ms = Percentiles::of(&mut experienced);
         summary.baseline_latency_ms = Percentiles::of(&mut baseline);
         summary.spike_latency_ms = Percentiles::of(&mut spike);
-        summary.db_queries_per_second = database.queries as f64 / settings.duration.as_secs_f64();
+        // Over the seconds requests were sent (the drain's queries excluded).
+        let seconds = settings.duration.as_secs_f64().ceil() as usize;
+        let during_run: u32 = database
+            .per_second
+            .iter()
+            .take(seconds)
+            .map(|s| s.queries)
+            .sum();
+        summary.db_queries_per_second = f64::from(during_run) / settings.duration.as_secs_f64();
         summary.db_peak_queries_per_second = database
             .per_second
             .iter()
@@ -338,12 +358,14 @@ fn timeline(
         })
         .collect();
     let mut latencies: Vec<Vec<f64>> = vec![Vec::new(); seconds];
+    let mut experienced: Vec<Vec<f64>> = vec![Vec::new(); seconds];
     let slot = |at: Duration| (at.as_secs() as usize).min(seconds - 1);
     for planned in plan {
         timeline[slot(planned.at)].sent += 1;
     }
     for outcome in &played.outcomes {
         let at = slot(plan[outcome.index].at);
+        experienced[at].push(experienced_ms(settings, outcome));
         let second = &mut timeline[at];
         match outcome.status {
             Status::Succeeded => {
@@ -354,11 +376,20 @@ fn timeline(
             Status::TimedOut | Status::Failed => second.failed += 1,
         }
     }
-    for (second, values) in timeline.iter_mut().zip(&mut latencies) {
+    for ((second, values), seen) in timeline
+        .iter_mut()
+        .zip(&mut latencies)
+        .zip(&mut experienced)
+    {
         if !values.is_empty() {
             let p = Percentiles::of(values);
             second.p50_ms = Some(p.p50);
             second.p99_ms = Some(p.p99);
+        }
+        // Requests that never finished waited at least the timeout.
+        seen.resize(second.sent as usize, millis(settings.client_timeout));
+        if second.sent > 0 {
+            second.experienced_p99_ms = Some(Percentiles::of(seen).p99);
         }
         // Requests that never finished count as failed in their second.
         second.failed = second.sent - second.succeeded - second.refused;
@@ -382,6 +413,15 @@ fn timeline(
 fn nearest_rank(sorted: &[f64], quantile: f64) -> f64 {
     let rank = (quantile * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// A request's latency as its user saw it: a timeout counts as the client
+/// timeout (the client stopped waiting there).
+fn experienced_ms(settings: &Settings, outcome: &Outcome) -> f64 {
+    match outcome.status {
+        Status::TimedOut => millis(settings.client_timeout),
+        _ => millis(outcome.latency),
+    }
 }
 
 fn millis(d: Duration) -> f64 {
