@@ -20,6 +20,8 @@
 //! │            (approximate and exact), keyed with bounded memory under key
 //! │            floods, all-of composition  (limit/{quota,gcra,keyed,table,window,all_of})
 //! ├── http     feature `tower`: RateLimitLayer, ResponseCacheLayer (RFC 9111)  (http/)
+//! ├── redis    feature `redis`: one limit for a fleet, in Redis (GCRA and
+//! │            sliding-window scripts, breaker + fallback, leases)  (redis/)
 //! ├── shed     load shedding: concurrency limits, fixed or adaptive (AIMD,
 //! │            Vegas, Gradient), priorities with a reserve for Critical,
 //! │            RAII permits                (shed/{builder,shedder,limit/})
@@ -27,8 +29,7 @@
 //!              takes a Clock, so tests drive time by hand
 //! ```
 //!
-//! Planned on top of these, each behind a feature where it pulls in an
-//! integration: a Redis backend (`redis`) and metrics (`metrics`).
+//! Planned on top of these, behind a feature: metrics (`metrics`).
 //! The core modules never depend on the edges.
 //!
 //! ## Quick start
@@ -63,4 +64,6 @@ pub mod clock;
 #[cfg(feature = "tower")]
 pub mod http;
 pub mod limit;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod shed;
