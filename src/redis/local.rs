@@ -13,9 +13,10 @@
 //! Redis are gone there, so the fleet never admits more than Redis gave
 //! out: a lease only moves *when* they are spent, by at most the lease
 //! time. In any interval the fleet admits at most the limit plus what the
-//! leases held at its start: `servers × (batch − 1)`. Units of a lease that
-//! expires (or is replaced by a concurrent one) are dropped, never given
-//! twice: under-admission, bounded by the same figure.
+//! leases held at its start: `servers × (batch − 1)` for one caller per
+//! server (concurrent callers that miss a lease at once each bring a batch,
+//! pooled into it). Units of a lease that expires are dropped, never given
+//! twice: under-admission, bounded by what the lease held.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -99,11 +100,23 @@ impl Leases {
             .map(|before| before - cost)
     }
 
-    /// Keeps `units` taken for `key` beyond what the check spent.
+    /// Keeps `units` taken for `key` beyond what the check spent. Callers
+    /// that missed the lease at the same moment each bring a batch; they
+    /// are pooled into the live lease (which expires first, so no unit
+    /// outlives its lease time) rather than replacing it.
     pub(crate) fn keep(&self, key: &str, units: u32) {
-        if units > 0 {
-            self.leases
-                .insert_with_ttl(key.to_owned(), Arc::new(AtomicU32::new(units)), self.ttl);
+        if units == 0 {
+            return;
+        }
+        match self.leases.get(key) {
+            Some(lease) => {
+                lease.fetch_add(units, Ordering::AcqRel);
+            }
+            None => self.leases.insert_with_ttl(
+                key.to_owned(),
+                Arc::new(AtomicU32::new(units)),
+                self.ttl,
+            ),
         }
     }
 }
@@ -137,6 +150,9 @@ mod tests {
         assert_eq!(leases.spend("k", 2), None, "only 1 left");
         assert_eq!(leases.spend("k", 1), Some(0));
         assert_eq!(leases.spend("k", 1), None);
+        leases.keep("k", 5);
+        leases.keep("k", 4);
+        assert_eq!(leases.spend("k", 9), Some(0), "batches of concurrent misses pool");
         leases.keep("k", 5);
         clock.advance(Duration::from_secs(1));
         assert_eq!(
