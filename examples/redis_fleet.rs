@@ -49,7 +49,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     if fleet.iter().all(|l| l.stats().redis_decisions == 0) {
-        println!("Redis at {url} did not answer: each server enforced a quarter of the burst (5) alone.");
+        println!(
+            "Redis at {url} did not answer: each server enforced a quarter of the burst (5) alone."
+        );
     }
     Ok(())
 }

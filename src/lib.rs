@@ -29,7 +29,9 @@
 //!              takes a Clock, so tests drive time by hand
 //! ```
 //!
-//! Planned on top of these, behind a feature: metrics (`metrics`).
+//! Behind the `metrics` feature, `metrics::Reporter` publishes every
+//! component's figures through the `metrics` facade, with a saturation
+//! signal for autoscalers.
 //! The core modules never depend on the edges.
 //!
 //! ## Quick start
@@ -64,6 +66,8 @@ pub mod clock;
 #[cfg(feature = "tower")]
 pub mod http;
 pub mod limit;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod shed;

@@ -152,7 +152,11 @@ mod tests {
         assert_eq!(leases.spend("k", 1), None);
         leases.keep("k", 5);
         leases.keep("k", 4);
-        assert_eq!(leases.spend("k", 9), Some(0), "batches of concurrent misses pool");
+        assert_eq!(
+            leases.spend("k", 9),
+            Some(0),
+            "batches of concurrent misses pool"
+        );
         leases.keep("k", 5);
         clock.advance(Duration::from_secs(1));
         assert_eq!(

@@ -40,7 +40,8 @@ impl Shedder {
     /// ```
     pub async fn acquire(&self, priority: Priority) -> Result<Permit, Rejected> {
         let inner = &self.inner;
-        let Some(queue) = &inner.queue else {
+        // Shadow mode never waits: it admits what it would have queued.
+        let Some(queue) = inner.queue.as_ref().filter(|_| !inner.is_shadow()) else {
             return self.try_acquire(priority);
         };
         if let Some(permit) = Inner::admit(inner, priority) {

@@ -89,6 +89,7 @@ pub struct ShedderBuilder {
     critical_reserve: f64,
     sheddable_margin: f64,
     queue: Option<(usize, Duration)>,
+    shadow: bool,
     clock: Arc<dyn Clock>,
 }
 
@@ -99,12 +100,35 @@ impl Default for ShedderBuilder {
             critical_reserve: DEFAULT_CRITICAL_RESERVE,
             sheddable_margin: DEFAULT_SHEDDABLE_MARGIN,
             queue: None,
+            shadow: false,
             clock: Arc::new(SystemClock),
         }
     }
 }
 
 impl ShedderBuilder {
+    /// Shadow mode (a dry run): the shedder decides, learns and counts as
+    /// usual but admits every request, so a limit can be rolled out and
+    /// watched before it refuses anyone. What it would have refused is
+    /// counted in [`ShedStats::shadow_rejected`](super::ShedStats::shadow_rejected);
+    /// nothing waits in the queue.
+    ///
+    /// ```
+    /// use surgeguard::shed::{Priority, Shedder};
+    ///
+    /// let shedder = Shedder::builder().max_concurrency(1).shadow(true).build()?;
+    /// let first = shedder.try_acquire(Priority::Normal).unwrap();
+    /// let second = shedder.try_acquire(Priority::Normal).unwrap(); // admitted anyway
+    /// assert_eq!(shedder.stats().shadow_rejected, 1);
+    /// assert_eq!(shedder.stats().rejected_normal, 0);
+    /// # drop((first, second));
+    /// # Ok::<(), surgeguard::shed::BuildError>(())
+    /// ```
+    pub fn shadow(mut self, on: bool) -> Self {
+        self.shadow = on;
+        self
+    }
+
     /// A fixed limit: at most `limit` requests at once.
     ///
     /// ```
@@ -255,6 +279,7 @@ impl ShedderBuilder {
             self.critical_reserve,
             self.sheddable_margin,
             queue,
+            self.shadow,
             self.clock,
         ))
     }

@@ -52,10 +52,13 @@ pub(super) struct Inner {
     latency: AtomicU64,
     /// Requests that found the limit full may wait here (when configured).
     pub(super) queue: Option<WaitQueue>,
-    /// Refusals by priority. Admissions are not counted: a shared counter
-    /// bumped by every admission is one more cache line that all cores
-    /// write; `in_flight` and these say what an operator needs.
-    rejected: [AtomicU64; 3],
+    /// Refusals by priority and reason. Admissions are not counted: a
+    /// shared counter bumped by every admission is one more cache line that
+    /// all cores write; `in_flight` and these say what an operator needs.
+    rejected: [[AtomicU64; 3]; 3],
+    /// Shadow mode: refusals are counted here and admitted anyway.
+    shadow: bool,
+    shadow_rejected: AtomicU64,
 }
 
 impl Shedder {
@@ -76,6 +79,7 @@ impl Shedder {
         critical_reserve: f64,
         sheddable_margin: f64,
         queue: Option<WaitQueue>,
+        shadow: bool,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Shedder {
@@ -90,6 +94,8 @@ impl Shedder {
                 latency: AtomicU64::new(0),
                 queue,
                 rejected: Default::default(),
+                shadow,
+                shadow_rejected: AtomicU64::new(0),
             }),
         }
     }
@@ -109,8 +115,22 @@ impl Shedder {
     /// # Ok::<(), surgeguard::shed::BuildError>(())
     /// ```
     pub fn try_acquire(&self, priority: Priority) -> Result<Permit, Rejected> {
-        Inner::admit(&self.inner, priority)
-            .ok_or_else(|| self.inner.refuse(priority, RejectReason::LimitReached))
+        match Inner::admit(&self.inner, priority) {
+            Some(permit) => Ok(permit),
+            None if self.inner.shadow => Ok(Inner::admit_in_shadow(&self.inner)),
+            None => Err(self.inner.refuse(priority, RejectReason::LimitReached)),
+        }
+    }
+
+    /// Whether the shedder runs in shadow mode ([`ShedderBuilder::shadow`]).
+    ///
+    /// ```
+    /// # use surgeguard::shed::Shedder;
+    /// assert!(Shedder::builder().max_concurrency(8).shadow(true).build()?.is_shadow());
+    /// # Ok::<(), surgeguard::shed::BuildError>(())
+    /// ```
+    pub fn is_shadow(&self) -> bool {
+        self.inner.shadow
     }
 
     /// Whether requests may wait in a queue ([`ShedderBuilder::queue`]).
@@ -162,8 +182,13 @@ impl Shedder {
     /// ```
     pub fn stats(&self) -> ShedStats {
         let inner = &self.inner;
-        let rejected =
-            |priority: Priority| inner.rejected[priority as usize].load(Ordering::Relaxed);
+        let mut by_reason = [[0; 3]; 3];
+        for (row, counters) in by_reason.iter_mut().zip(&inner.rejected) {
+            for (cell, counter) in row.iter_mut().zip(counters) {
+                *cell = counter.load(Ordering::Relaxed);
+            }
+        }
+        let rejected = |priority: Priority| by_reason[priority as usize].iter().sum();
         ShedStats {
             limit: self.limit(),
             in_flight: self.in_flight(),
@@ -171,6 +196,8 @@ impl Shedder {
             rejected_critical: rejected(Priority::Critical),
             rejected_normal: rejected(Priority::Normal),
             rejected_sheddable: rejected(Priority::Sheddable),
+            shadow_rejected: inner.shadow_rejected.load(Ordering::Relaxed),
+            by_reason,
         }
     }
 }
@@ -196,6 +223,19 @@ impl Inner {
         }
     }
 
+    /// Shadow mode: takes a slot whatever the cap says, and counts the
+    /// refusal it would have been.
+    pub(super) fn admit_in_shadow(this: &Arc<Inner>) -> Permit {
+        this.shadow_rejected.fetch_add(1, Ordering::Relaxed);
+        let in_flight = this.in_flight.fetch_add(1, Ordering::Acquire) + 1;
+        Inner::permit(this, in_flight)
+    }
+
+    /// Whether refusals are only counted (shadow mode).
+    pub(super) fn is_shadow(&self) -> bool {
+        self.shadow
+    }
+
     /// A permit for a slot already counted in `in_flight`.
     pub(super) fn permit(this: &Arc<Inner>, in_flight: u32) -> Permit {
         let started = if this.learns {
@@ -218,7 +258,7 @@ impl Inner {
 
     /// Counts a refusal of `priority` and says what to tell the client.
     pub(super) fn refuse(&self, priority: Priority, reason: RejectReason) -> Rejected {
-        self.rejected[priority as usize].fetch_add(1, Ordering::Relaxed);
+        self.rejected[priority as usize][reason as usize].fetch_add(1, Ordering::Relaxed);
         Rejected {
             reason,
             retry_after: self.retry_after(),
@@ -476,4 +516,26 @@ pub struct ShedStats {
     pub rejected_normal: u64,
     /// Sheddable requests refused.
     pub rejected_sheddable: u64,
+    /// Requests shadow mode admitted that would have been refused.
+    pub shadow_rejected: u64,
+    by_reason: [[u64; 3]; 3],
+}
+
+impl ShedStats {
+    /// Refusals of `priority` for `reason`.
+    ///
+    /// ```
+    /// use surgeguard::shed::{Priority, RejectReason, Shedder};
+    ///
+    /// let shedder = Shedder::builder().max_concurrency(1).build()?;
+    /// let _held = shedder.try_acquire(Priority::Critical).unwrap();
+    /// let _ = shedder.try_acquire(Priority::Normal);
+    /// let stats = shedder.stats();
+    /// assert_eq!(stats.rejected(Priority::Normal, RejectReason::LimitReached), 1);
+    /// assert_eq!(stats.rejected(Priority::Normal, RejectReason::QueueFull), 0);
+    /// # Ok::<(), surgeguard::shed::BuildError>(())
+    /// ```
+    pub fn rejected(&self, priority: Priority, reason: RejectReason) -> u64 {
+        self.by_reason[priority as usize][reason as usize]
+    }
 }

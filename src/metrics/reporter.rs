@@ -1,0 +1,347 @@
+//! The reporter: reads components' `stats()` and publishes them.
+
+use std::fmt;
+use std::sync::Arc;
+
+use metrics::{counter, gauge, Counter, Gauge};
+use parking_lot::Mutex;
+
+use crate::cache::{Cache, CacheStats};
+use crate::shed::{Priority, RejectReason, ShedStats, Shedder};
+
+/// Publishes registered components' figures through the `metrics` facade;
+/// see the [module docs](super) for the names.
+///
+/// ```
+/// use surgeguard::metrics::Reporter;
+/// use surgeguard::shed::Shedder;
+///
+/// let shedder = Shedder::builder().max_concurrency(8).build()?;
+/// let reporter = Reporter::new().shedder("api", &shedder);
+/// reporter.report();
+/// # Ok::<(), surgeguard::shed::BuildError>(())
+/// ```
+#[derive(Default)]
+pub struct Reporter {
+    sources: Vec<Box<dyn Source>>,
+}
+
+/// One registered component.
+trait Source: Send + Sync {
+    fn publish(&self);
+}
+
+impl Reporter {
+    /// A reporter with nothing registered.
+    ///
+    /// ```
+    /// let reporter = surgeguard::metrics::Reporter::new();
+    /// reporter.report(); // publishes nothing
+    /// ```
+    pub fn new() -> Self {
+        Reporter::default()
+    }
+
+    /// Adds `cache` under the label `cache = name`.
+    ///
+    /// ```
+    /// # use surgeguard::cache::Cache;
+    /// # use surgeguard::metrics::Reporter;
+    /// let cache: Cache<u64, u64> = Cache::builder().max_capacity(10).build()?;
+    /// let reporter = Reporter::new().cache("sessions", &cache);
+    /// # Ok::<(), surgeguard::cache::BuildError>(())
+    /// ```
+    pub fn cache<K, V, S>(mut self, name: &str, cache: &Cache<K, V, S>) -> Self
+    where
+        K: Send + Sync + 'static,
+        V: Send + Sync + 'static,
+        S: Send + Sync + 'static,
+        Cache<K, V, S>: CacheSource,
+    {
+        self.sources
+            .push(Box::new(CacheMetrics::new(name, cache.clone())));
+        self
+    }
+
+    /// Adds `shedder` under the label `shedder = name`, with its saturation
+    /// signal.
+    ///
+    /// ```
+    /// # use surgeguard::metrics::Reporter;
+    /// # use surgeguard::shed::Shedder;
+    /// let shedder = Shedder::builder().max_concurrency(8).build()?;
+    /// let reporter = Reporter::new().shedder("checkout", &shedder);
+    /// # Ok::<(), surgeguard::shed::BuildError>(())
+    /// ```
+    pub fn shedder(mut self, name: &str, shedder: &Shedder) -> Self {
+        self.sources
+            .push(Box::new(ShedMetrics::new(name, shedder.clone())));
+        self
+    }
+
+    /// Adds a Redis limiter under the label `limiter = name` (feature
+    /// `redis`).
+    ///
+    /// ```no_run
+    /// # use std::sync::Arc;
+    /// # use surgeguard::limit::Quota;
+    /// # use surgeguard::metrics::Reporter;
+    /// # use surgeguard::redis::RedisGcra;
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let limiter = Arc::new(RedisGcra::builder("redis://127.0.0.1/", Quota::per_second(10)?).build().await?);
+    /// let reporter = Reporter::new().redis("fleet", &limiter);
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn redis(mut self, name: &str, limiter: &Arc<crate::redis::RedisLimiter>) -> Self {
+        self.sources
+            .push(Box::new(RedisMetrics::new(name, Arc::clone(limiter))));
+        self
+    }
+
+    /// Publishes every registered component's figures now.
+    ///
+    /// ```
+    /// # use surgeguard::metrics::Reporter;
+    /// Reporter::new().report();
+    /// ```
+    pub fn report(&self) {
+        for source in &self.sources {
+            source.publish();
+        }
+    }
+
+    /// Publishes every `interval` for as long as the future runs (spawn it).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use surgeguard::metrics::Reporter;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let reporting = tokio::spawn(Reporter::new().run(Duration::from_secs(1)));
+    /// # reporting.abort();
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub async fn run(self, interval: std::time::Duration) {
+        let mut ticks = tokio::time::interval(interval.max(std::time::Duration::from_millis(1)));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            self.report();
+        }
+    }
+}
+
+impl fmt::Debug for Reporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reporter")
+            .field("sources", &self.sources.len())
+            .finish()
+    }
+}
+
+/// What a cache must offer to be reported: its counters and size. Sealed
+/// in practice (only [`Cache`] implements it).
+#[doc(hidden)]
+pub trait CacheSource: Send + Sync + 'static {
+    fn stats(&self) -> CacheStats;
+    fn entries(&self) -> usize;
+}
+
+impl<K, V, S> CacheSource for Cache<K, V, S>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: std::hash::BuildHasher + Send + Sync + 'static,
+{
+    fn stats(&self) -> CacheStats {
+        Cache::stats(self)
+    }
+
+    fn entries(&self) -> usize {
+        self.len()
+    }
+}
+
+struct CacheMetrics<C> {
+    cache: C,
+    hits: Counter,
+    misses: Counter,
+    stale: Counter,
+    loads_ok: Counter,
+    loads_error: Counter,
+    coalesced: Counter,
+    refreshes: Counter,
+    evicted_size: Counter,
+    evicted_expired: Counter,
+    entries: Gauge,
+}
+
+impl<C: CacheSource> CacheMetrics<C> {
+    fn new(name: &str, cache: C) -> Self {
+        let name = name.to_owned();
+        let requests = |result: &'static str| counter!("surgeguard_cache_requests_total", "cache" => name.clone(), "result" => result);
+        let loads = |result: &'static str| counter!("surgeguard_cache_loads_total", "cache" => name.clone(), "result" => result);
+        let evictions = |cause: &'static str| counter!("surgeguard_cache_evictions_total", "cache" => name.clone(), "cause" => cause);
+        CacheMetrics {
+            hits: requests("hit"),
+            misses: requests("miss"),
+            stale: requests("stale"),
+            loads_ok: loads("ok"),
+            loads_error: loads("error"),
+            coalesced: counter!("surgeguard_cache_loads_coalesced_total", "cache" => name.clone()),
+            refreshes: counter!("surgeguard_cache_refreshes_total", "cache" => name.clone()),
+            evicted_size: evictions("size"),
+            evicted_expired: evictions("expired"),
+            entries: gauge!("surgeguard_cache_entries", "cache" => name),
+            cache,
+        }
+    }
+}
+
+impl<C: CacheSource> Source for CacheMetrics<C> {
+    fn publish(&self) {
+        let s = self.cache.stats();
+        self.hits.absolute(s.hits);
+        self.misses
+            .absolute(s.misses.saturating_sub(s.stale_served));
+        self.stale.absolute(s.stale_served);
+        self.loads_ok
+            .absolute(s.loads.saturating_sub(s.load_errors));
+        self.loads_error.absolute(s.load_errors);
+        self.coalesced.absolute(s.coalesced);
+        self.refreshes.absolute(s.refreshes);
+        self.evicted_size.absolute(s.evictions);
+        self.evicted_expired.absolute(s.expirations);
+        self.entries.set(self.cache.entries() as f64);
+    }
+}
+
+const PRIORITIES: [(Priority, &str); 3] = [
+    (Priority::Critical, "critical"),
+    (Priority::Normal, "normal"),
+    (Priority::Sheddable, "sheddable"),
+];
+const REASONS: [(RejectReason, &str); 3] = [
+    (RejectReason::LimitReached, "limit"),
+    (RejectReason::QueueFull, "queue_full"),
+    (RejectReason::Deadline, "deadline"),
+];
+
+struct ShedMetrics {
+    shedder: Shedder,
+    limit: Gauge,
+    in_flight: Gauge,
+    queued: Gauge,
+    rejected: Vec<(Priority, RejectReason, Counter)>,
+    shadow_rejected: Counter,
+    saturation: Gauge,
+    /// Refusals and shadow refusals at the previous report.
+    previous: Mutex<ShedStats>,
+}
+
+impl ShedMetrics {
+    fn new(name: &str, shedder: Shedder) -> Self {
+        let name = name.to_owned();
+        let mut rejected = Vec::new();
+        for (priority, priority_label) in PRIORITIES {
+            for (reason, reason_label) in REASONS {
+                let handle = counter!(
+                    "surgeguard_shed_rejected_total",
+                    "shedder" => name.clone(),
+                    "priority" => priority_label,
+                    "reason" => reason_label
+                );
+                rejected.push((priority, reason, handle));
+            }
+        }
+        ShedMetrics {
+            previous: Mutex::new(shedder.stats()),
+            shedder,
+            limit: gauge!("surgeguard_shed_limit", "shedder" => name.clone()),
+            in_flight: gauge!("surgeguard_shed_inflight", "shedder" => name.clone()),
+            queued: gauge!("surgeguard_shed_queued", "shedder" => name.clone()),
+            rejected,
+            shadow_rejected: counter!("surgeguard_shed_shadow_rejected_total", "shedder" => name.clone()),
+            saturation: gauge!("surgeguard_saturation", "shedder" => name),
+        }
+    }
+}
+
+/// 1 if `now` shows refusals (or shadow refusals) since `before`, or a
+/// queue; else in-flight over limit.
+pub(crate) fn saturation(before: &ShedStats, now: &ShedStats) -> f64 {
+    let refused = |s: &ShedStats| {
+        s.rejected_critical + s.rejected_normal + s.rejected_sheddable + s.shadow_rejected
+    };
+    if refused(now) > refused(before) || now.queued > 0 {
+        return 1.0;
+    }
+    (f64::from(now.in_flight) / f64::from(now.limit.max(1))).clamp(0.0, 1.0)
+}
+
+impl Source for ShedMetrics {
+    fn publish(&self) {
+        let s = self.shedder.stats();
+        self.limit.set(f64::from(s.limit));
+        self.in_flight.set(f64::from(s.in_flight));
+        self.queued.set(s.queued as f64);
+        for (priority, reason, counter) in &self.rejected {
+            counter.absolute(s.rejected(*priority, *reason));
+        }
+        self.shadow_rejected.absolute(s.shadow_rejected);
+        let mut previous = self.previous.lock();
+        self.saturation.set(saturation(&previous, &s));
+        *previous = s;
+    }
+}
+
+#[cfg(feature = "redis")]
+struct RedisMetrics {
+    limiter: Arc<crate::redis::RedisLimiter>,
+    from_redis: Counter,
+    from_over_limit_cache: Counter,
+    from_lease: Counter,
+    from_fallback: Counter,
+    failures: Counter,
+    fallback_active: Gauge,
+    opened: Counter,
+    closed: Counter,
+}
+
+#[cfg(feature = "redis")]
+impl RedisMetrics {
+    fn new(name: &str, limiter: Arc<crate::redis::RedisLimiter>) -> Self {
+        let name = name.to_owned();
+        let decisions = |source: &'static str| counter!("surgeguard_redis_decisions_total", "limiter" => name.clone(), "source" => source);
+        let transitions = |to: &'static str| counter!("surgeguard_redis_breaker_transitions_total", "limiter" => name.clone(), "to" => to);
+        RedisMetrics {
+            from_redis: decisions("redis"),
+            from_over_limit_cache: decisions("over_limit_cache"),
+            from_lease: decisions("lease"),
+            from_fallback: decisions("fallback"),
+            failures: counter!("surgeguard_redis_failures_total", "limiter" => name.clone()),
+            opened: transitions("open"),
+            closed: transitions("closed"),
+            fallback_active: gauge!("surgeguard_redis_fallback_active", "limiter" => name),
+            limiter,
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Source for RedisMetrics {
+    fn publish(&self) {
+        let s = self.limiter.stats();
+        self.from_redis.absolute(s.redis_decisions);
+        self.from_over_limit_cache
+            .absolute(s.over_limit_cache_denials);
+        self.from_lease.absolute(s.lease_decisions);
+        self.from_fallback.absolute(s.fallback_decisions);
+        self.failures.absolute(s.redis_failures);
+        self.opened.absolute(s.breaker_opened);
+        self.closed.absolute(s.breaker_closed);
+        self.fallback_active
+            .set(if s.breaker_open { 1.0 } else { 0.0 });
+    }
+}
