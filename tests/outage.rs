@@ -172,3 +172,45 @@ fn both_modes_replay_the_same_plan() {
         "baseline {baseline}/s, spike {spike}/s"
     );
 }
+
+#[test]
+fn the_shop_serves_its_metrics_in_prometheus_text() {
+    let _turn = ONE_RUN_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let database = scenario::database::Database::new(Default::default());
+        let shop = scenario::shop::start(Mode::Protected, database)
+            .await
+            .unwrap();
+        // One request through the shedder; the reporter publishes every
+        // 250 ms (its first report at once).
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Empty<bytes::Bytes>>();
+        let get = |path: &str| {
+            let uri: http::Uri = format!("http://{}{path}", shop.address).parse().unwrap();
+            client.get(uri)
+        };
+        assert!(get("/search?q=1").await.unwrap().status().is_success());
+        let response = get("/metrics").await.unwrap();
+        assert!(response.status().is_success());
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        for metric in [
+            "surgeguard_saturation",
+            "surgeguard_shed_limit",
+            "surgeguard_cache_requests_total",
+        ] {
+            assert!(
+                text.contains(metric),
+                "{metric} missing from /metrics:\n{text}"
+            );
+        }
+        assert!(text.contains("shedder=\"protected-database\""), "{text}");
+    });
+}

@@ -219,6 +219,12 @@ fn table_rows(runs: &[Run]) -> Vec<(String, Vec<String>)> {
         row("queries waiting for the pool, peak", &|s| {
             s.db_peak_waiting.to_string()
         }),
+        row("saturation >= 0.9 first at", &|s| {
+            seconds(s.saturation_onset_s)
+        }),
+        row("latency > 2x baseline p99 first at", &|s| {
+            seconds(s.latency_onset_s)
+        }),
     ]
 }
 
@@ -236,6 +242,11 @@ fn table(runs: &[Run]) -> String {
         }
     }
     text
+}
+
+/// A moment of the run, or "never".
+fn seconds(at: Option<f64>) -> String {
+    at.map_or_else(|| "never".to_owned(), |s| format!("{s:.2} s"))
 }
 
 /// Milliseconds, or seconds from 1 s up.

@@ -59,6 +59,13 @@ pub fn write(
         &experienced,
         true,
     )?);
+    let saturation = series(&|s| Some(s.saturation));
+    html.push_str(&chart(
+        "surgeguard_saturation, the autoscaling signal (max per second; the unprotected shop's comes from a shadow-mode shedder)",
+        end,
+        &saturation,
+        false,
+    )?);
     let p99 = series(&|s| s.p99_ms.map(|v| v.max(0.1)));
     html.push_str(&chart(
         "p99 latency of successful requests only (ms, log scale): an overloaded shop still serves its cheapest pages fast",
@@ -89,7 +96,7 @@ pub fn write(
     )?);
     let waiting = series(&|s| Some(f64::from(s.db_waiting)));
     html.push_str(&chart(
-        "Queries waiting for a database connection (peak of 250 ms samples)",
+        "Queries waiting for a database connection (peak of 50 ms samples)",
         end,
         &waiting,
         false,
@@ -154,6 +161,7 @@ fn chart(
         .flat_map(|(_, points)| points.iter().map(|p| p.1))
         .fold(1.0f64, f64::max)
         * 1.1;
+    let top = if top <= 1.1 { 1.05 } else { top };
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (900, 300)).into_drawing_area();

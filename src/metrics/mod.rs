@@ -63,4 +63,4 @@
 
 mod reporter;
 
-pub use reporter::Reporter;
+pub use reporter::{saturation, Reporter};

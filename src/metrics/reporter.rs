@@ -1,6 +1,7 @@
 //! The reporter: reads components' `stats()` and publishes them.
 
 use std::fmt;
+#[cfg(feature = "redis")]
 use std::sync::Arc;
 
 use metrics::{counter, gauge, Counter, Gauge};
@@ -268,9 +269,22 @@ impl ShedMetrics {
     }
 }
 
-/// 1 if `now` shows refusals (or shadow refusals) since `before`, or a
-/// queue; else in-flight over limit.
-pub(crate) fn saturation(before: &ShedStats, now: &ShedStats) -> f64 {
+/// The saturation signal between two readings of a shedder's
+/// [`stats`](Shedder::stats): 1 if it refused anything (or would have, in
+/// shadow mode) between `before` and `now`, or has a queue now; else the
+/// share of its limit in use. What `surgeguard_saturation` reports.
+///
+/// ```
+/// use surgeguard::metrics::saturation;
+/// use surgeguard::shed::{Priority, Shedder};
+///
+/// let shedder = Shedder::builder().max_concurrency(4).build()?;
+/// let before = shedder.stats();
+/// let _one = shedder.try_acquire(Priority::Normal).unwrap();
+/// assert_eq!(saturation(&before, &shedder.stats()), 0.25);
+/// # Ok::<(), surgeguard::shed::BuildError>(())
+/// ```
+pub fn saturation(before: &ShedStats, now: &ShedStats) -> f64 {
     let refused = |s: &ShedStats| {
         s.rejected_critical + s.rejected_normal + s.rejected_sheddable + s.shadow_rejected
     };

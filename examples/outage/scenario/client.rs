@@ -60,7 +60,7 @@ pub struct Outcome {
 pub struct Played {
     /// One per planned request, in no particular order.
     pub outcomes: Vec<Outcome>,
-    /// The shop's state every 250 ms, with the time into the run.
+    /// The shop's state every 50 ms, with the time into the run.
     pub samples: Vec<(Duration, ShopSample)>,
 }
 
@@ -92,7 +92,8 @@ struct Counters {
     failed: AtomicU64,
 }
 
-const SAMPLE_EVERY: Duration = Duration::from_millis(250);
+/// How often the shop's state (database queue, saturation) is sampled.
+const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 
 /// Sends every request of `plan` to `shop` when it is due; returns when all
 /// have finished (each is bounded by the client timeout).
@@ -194,7 +195,7 @@ pub async fn play(
     }
 }
 
-/// Samples the shop every 250 ms and reports progress every second.
+/// Samples the shop every 50 ms and reports progress every second.
 struct Ticker {
     start: Instant,
     next_sample: Instant,

@@ -75,6 +75,13 @@ pub struct Summary {
     pub db_pool: usize,
     /// The same counts, page by page.
     pub by_page: ByPage,
+    /// When the saturation signal first reached 0.9, seconds into the run.
+    pub saturation_onset_s: Option<f64>,
+    /// When latency first passed twice the baseline p99, as a dashboard
+    /// would see it: the p99 of the requests that finished in a quarter
+    /// second (at least 5), timeouts counted at the timeout; seconds into
+    /// the run.
+    pub latency_onset_s: Option<f64>,
 }
 
 /// Counts per kind of page.
@@ -161,6 +168,8 @@ pub struct Second {
     pub db_waiting: u32,
     /// The shedder's concurrency limit at the second's last sample.
     pub shed_limit: Option<u32>,
+    /// The highest saturation signal sampled in the second.
+    pub saturation: f64,
 }
 
 /// What surgeguard's parts counted in the protected run.
@@ -273,6 +282,17 @@ impl Run {
             .map(|s| s.queries)
             .max()
             .unwrap_or(0);
+        summary.saturation_onset_s = played
+            .samples
+            .iter()
+            .find(|(_, sample)| sample.saturation >= 0.9)
+            .map(|(at, _)| at.as_secs_f64());
+        summary.latency_onset_s = latency_onset(
+            settings,
+            plan,
+            played,
+            2.0 * summary.baseline_latency_ms.p99,
+        );
         summary.db_peak_pool_wait_ms = database.peak_pool_wait_ms;
         summary.db_peak_waiting = database.peak_waiting;
         summary.db_max_concurrent = database.max_concurrent;
@@ -403,11 +423,39 @@ fn timeline(
         }
         let second = &mut timeline[slot(*at)];
         second.db_waiting = second.db_waiting.max(sample.db_waiting as u32);
+        second.saturation = second.saturation.max(sample.saturation);
         if sample.shed_limit.is_some() {
             second.shed_limit = sample.shed_limit;
         }
     }
     timeline
+}
+
+/// The end of the first quarter second whose finished requests (at least
+/// 5) had a p99 above `threshold_ms`: when a dashboard could first have
+/// seen it.
+fn latency_onset(
+    settings: &Settings,
+    plan: &[Planned],
+    played: &Played,
+    threshold_ms: f64,
+) -> Option<f64> {
+    if threshold_ms <= 0.0 {
+        return None;
+    }
+    let quarters = (settings.duration.as_secs_f64() * 4.0).ceil() as usize;
+    let mut buckets: Vec<Vec<f64>> = vec![Vec::new(); quarters];
+    for outcome in &played.outcomes {
+        let seen = experienced_ms(settings, outcome);
+        let finished = plan[outcome.index].at.as_secs_f64() + seen / 1e3;
+        if let Some(bucket) = buckets.get_mut((finished * 4.0) as usize) {
+            bucket.push(seen);
+        }
+    }
+    buckets
+        .iter_mut()
+        .position(|b| b.len() >= 5 && Percentiles::of(b).p99 > threshold_ms)
+        .map(|quarter| (quarter + 1) as f64 / 4.0)
 }
 
 fn nearest_rank(sorted: &[f64], quantile: f64) -> f64 {

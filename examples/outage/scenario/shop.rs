@@ -8,6 +8,11 @@
 //! | `GET /search?q=` | `Query::Search` | the shedder, as `Sheddable`: the first to go |
 //! | `POST /checkout` | `Query::Checkout` | the shedder, as `Critical`: the last to go |
 //!
+//! Both shops serve `GET /metrics` (Prometheus text, through
+//! `surgeguard::metrics::Reporter`). The unprotected shop runs the same
+//! shedder in shadow mode: it refuses nothing, but its saturation signal
+//! shows when it would have started to.
+//!
 //! Every request of the protected shop first passes two rate limits at once
 //! (`AllOf`): 10 requests/s per client address (bursts of 20), read from
 //! `X-Forwarded-For` because the shop sits behind a load balancer on
@@ -22,7 +27,7 @@
 //! `Retry-After`, or, for a product already cached, a stale page.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -30,9 +35,11 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use surgeguard::cache::{Cache, CacheStats, LoadError};
 use surgeguard::http::{ClientIp, RateLimitLayer, ResponseCacheLayer, TrustedProxies};
 use surgeguard::limit::{AllOf, Gcra, Quota};
+use surgeguard::metrics::{saturation, Reporter};
 use surgeguard::shed::{AdaptiveLimit, Outcome, Priority, Rejected, ShedStats, Shedder};
 
 use super::database::{Database, Query};
@@ -50,6 +57,9 @@ pub struct RunningShop {
     /// Where it listens (127.0.0.1, an ephemeral port).
     pub address: SocketAddr,
     shop: Shop,
+    /// The shedder's stats at the previous sample, for the saturation
+    /// signal.
+    last_sample: Mutex<ShedStats>,
 }
 
 /// What the shop's own parts saw, for the report.
@@ -70,6 +80,9 @@ pub struct ShopSample {
     pub db_waiting: usize,
     /// The shedder's current concurrency limit (protected only).
     pub shed_limit: Option<u32>,
+    /// `surgeguard_saturation` since the previous sample: the protected
+    /// shop's shedder, or the unprotected shop's shadow one.
+    pub saturation: f64,
 }
 
 impl RunningShop {
@@ -85,9 +98,14 @@ impl RunningShop {
 
     /// The shop's state right now.
     pub fn sample(&self) -> ShopSample {
+        let now = self.shop.shedder.stats();
+        let mut last = self.last_sample.lock().unwrap();
+        let signal = saturation(&last, &now);
+        *last = now;
         ShopSample {
             db_waiting: self.shop.db.waiting(),
-            shed_limit: self.shop.protection.as_ref().map(|g| g.shedder.limit()),
+            shed_limit: self.shop.protection.as_ref().map(|_| now.limit),
+            saturation: signal,
         }
     }
 }
@@ -98,8 +116,28 @@ pub async fn start(mode: Mode, db: Database) -> std::io::Result<RunningShop> {
         Mode::Unprotected => None,
         Mode::Protected => Some(Arc::new(Protection::new().map_err(std::io::Error::other)?)),
     };
-    let shop = Shop { db, protection };
+    // The unprotected shop runs the same shedder in shadow mode: it admits
+    // everything, but its saturation signal shows what it would have done.
+    let shedder = match &protection {
+        Some(guard) => guard.shedder.clone(),
+        None => database_shedder(true).map_err(std::io::Error::other)?,
+    };
+    let shop = Shop {
+        db,
+        shedder,
+        protection,
+    };
+    let prometheus = prometheus();
+    let mut reporter = Reporter::new().shedder(&format!("{mode}-database"), &shop.shedder);
+    if let Some(guard) = &shop.protection {
+        reporter = reporter.cache(&format!("{mode}-products"), &guard.products);
+    }
+    tokio::spawn(reporter.run(Duration::from_millis(250)));
     let routes = Router::new()
+        .route(
+            "/metrics",
+            get(move || async move { prometheus.map_or_else(String::new, |p| p.render()) }),
+        )
         .route("/product/{id}", get(product))
         .route("/catalogue", get(catalogue))
         .route("/static/{file}", get(asset))
@@ -119,12 +157,41 @@ pub async fn start(mode: Mode, db: Database) -> std::io::Result<RunningShop> {
             eprintln!("shop stopped: {error}");
         }
     });
-    Ok(RunningShop { address, shop })
+    Ok(RunningShop {
+        address,
+        last_sample: Mutex::new(shop.shedder.stats()),
+        shop,
+    })
+}
+
+/// The process's Prometheus recorder, installed on first use (`None` if
+/// another recorder was installed first).
+fn prometheus() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .clone()
+}
+
+/// The shedder in front of the database. The database has 8 connections;
+/// the limit learns how many queries may be in flight (waiting for a
+/// connection included) before latency climbs, and never goes below 10, so
+/// a fifth of it (2) stays reserved for checkouts. A short queue takes
+/// bursts; a standing queue turns LIFO and fails stale requests fast.
+fn database_shedder(shadow: bool) -> Result<Shedder, surgeguard::shed::BuildError> {
+    Shedder::builder()
+        .limit(AdaptiveLimit::gradient().min(10).initial(16).max(64))
+        .queue(256, Duration::from_millis(250))
+        .shadow(shadow)
+        .build()
 }
 
 #[derive(Clone)]
 struct Shop {
     db: Database,
+    /// Protected: the shedder that refuses. Unprotected: a shadow one
+    /// that only watches.
+    shedder: Shedder,
     protection: Option<Arc<Protection>>,
 }
 
@@ -202,12 +269,10 @@ impl Protection {
 }
 
 impl Shop {
-    /// Runs `query`, through the shedder when the shop is protected.
+    /// Runs `query` through the shedder (which, in the unprotected shop,
+    /// only watches).
     async fn query(&self, priority: Priority, query: Query) -> Result<String, Rejected> {
-        let Some(guard) = &self.protection else {
-            return Ok(self.db.query(query).await);
-        };
-        let permit = guard.shedder.acquire(priority).await?;
+        let permit = self.shedder.acquire(priority).await?;
         let row = self.db.query(query).await;
         permit.record(Outcome::Success);
         Ok(row)
@@ -217,8 +282,10 @@ impl Shop {
 async fn product(State(shop): State<Shop>, Path(id): Path<u32>) -> Response {
     let private = [(header::CACHE_CONTROL, "private, max-age=10")];
     let Some(guard) = shop.protection.clone() else {
-        let row = shop.db.query(Query::Product(id)).await;
-        return (private, format!("<h1>{row}</h1>")).into_response();
+        return match shop.query(Priority::Normal, Query::Product(id)).await {
+            Ok(row) => (private, format!("<h1>{row}</h1>")).into_response(),
+            Err(rejected) => unavailable(rejected.retry_after()),
+        };
     };
     let loaded = guard
         .products
