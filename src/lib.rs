@@ -20,6 +20,8 @@
 //! │            (approximate and exact), keyed with bounded memory under key
 //! │            floods, all-of composition  (limit/{quota,gcra,keyed,table,window,all_of})
 //! ├── http     feature `tower`: RateLimitLayer, ResponseCacheLayer (RFC 9111)  (http/)
+//! ├── metrics  feature `metrics`: Reporter publishes every component's stats
+//! │            through the `metrics` facade; the saturation signal  (metrics/)
 //! ├── redis    feature `redis`: one limit for a fleet, in Redis (GCRA and
 //! │            sliding-window scripts, breaker + fallback, leases)  (redis/)
 //! ├── shed     load shedding: concurrency limits, fixed or adaptive (AIMD,
