@@ -65,6 +65,8 @@
 
 pub mod cache;
 pub mod clock;
+#[cfg(feature = "tracing")]
+mod events;
 #[cfg(feature = "tower")]
 pub mod http;
 pub mod limit;

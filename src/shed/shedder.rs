@@ -59,6 +59,14 @@ pub(super) struct Inner {
     /// Shadow mode: refusals are counted here and admitted anyway.
     shadow: bool,
     shadow_rejected: AtomicU64,
+    /// Rate limits for the `tracing` events of refusals and limit changes.
+    #[cfg(feature = "tracing")]
+    shed_events: crate::events::EventGate,
+    #[cfg(feature = "tracing")]
+    limit_events: crate::events::EventGate,
+    /// The limit last reported in an event.
+    #[cfg(feature = "tracing")]
+    logged_limit: AtomicU32,
 }
 
 impl Shedder {
@@ -96,6 +104,12 @@ impl Shedder {
                 rejected: Default::default(),
                 shadow,
                 shadow_rejected: AtomicU64::new(0),
+                #[cfg(feature = "tracing")]
+                shed_events: crate::events::EventGate::new(),
+                #[cfg(feature = "tracing")]
+                limit_events: crate::events::EventGate::new(),
+                #[cfg(feature = "tracing")]
+                logged_limit: AtomicU32::new(0),
             }),
         }
     }
@@ -231,7 +245,27 @@ impl Inner {
         Inner::permit(this, in_flight)
     }
 
+    /// An info event when the limit has moved by a tenth or more since the
+    /// last one (at most one a second).
+    #[cfg(feature = "tracing")]
+    fn log_limit(&self, limit: u32) {
+        let logged = self.logged_limit.load(Ordering::Relaxed);
+        if logged.abs_diff(limit) < (logged / 10).max(1) {
+            return;
+        }
+        if let Some(held_back) = self.limit_events.pass(self.clock.now().as_nanos()) {
+            self.logged_limit.store(limit, Ordering::Relaxed);
+            tracing::info!(
+                from = logged,
+                to = limit,
+                held_back,
+                "surgeguard: concurrency limit changed"
+            );
+        }
+    }
+
     /// Whether refusals are only counted (shadow mode).
+    #[cfg(feature = "tokio")]
     pub(super) fn is_shadow(&self) -> bool {
         self.shadow
     }
@@ -259,6 +293,10 @@ impl Inner {
     /// Counts a refusal of `priority` and says what to tell the client.
     pub(super) fn refuse(&self, priority: Priority, reason: RejectReason) -> Rejected {
         self.rejected[priority as usize][reason as usize].fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "tracing")]
+        if let Some(held_back) = self.shed_events.pass(self.clock.now().as_nanos()) {
+            tracing::debug!(?priority, %reason, held_back, "surgeguard: request shed");
+        }
         Rejected {
             reason,
             retry_after: self.retry_after(),
@@ -384,6 +422,8 @@ impl Permit {
             dropped: outcome == Outcome::Dropped,
         });
         inner.limit.store(limit.max(1), Ordering::Relaxed);
+        #[cfg(feature = "tracing")]
+        inner.log_limit(limit.max(1));
         // `self` drops here, releasing the slot.
     }
 
