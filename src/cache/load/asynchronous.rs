@@ -14,7 +14,7 @@ use tokio::runtime::Handle;
 
 use super::flight::{Flight, Outcome};
 use super::leader::{Begin, FlightGuard};
-use super::LoadError;
+use super::{LoadError, LoadKind};
 use crate::cache::Cache;
 
 impl<K, V, S> Cache<K, V, S>
@@ -109,7 +109,7 @@ where
                     if reload {
                         if let Ok(runtime) = Handle::try_current() {
                             if let Some(guard) = self.begin_reload(hash, key) {
-                                self.spawn_load(&runtime, guard, load);
+                                self.spawn_load(&runtime, guard, LoadKind::Refresh, load);
                             }
                         }
                     }
@@ -130,7 +130,7 @@ where
                         return Err(LoadError::NoRuntime);
                     };
                     let flight = guard.flight();
-                    self.spawn_load(&runtime, guard, load);
+                    self.spawn_load(&runtime, guard, LoadKind::Load, load);
                     let outcome = FlightWait::new(flight).await;
                     return self.settle_own(outcome, fallback);
                 }
@@ -141,8 +141,13 @@ where
     /// Runs `load` as a task on `runtime` for the flight `guard` holds. A
     /// panic unwinds through the guard, which fails the flight; a task
     /// dropped before it ends (the runtime shutting down) abandons it.
-    fn spawn_load<E, F, Fut>(&self, runtime: &Handle, guard: FlightGuard<K, V, S>, load: F)
-    where
+    fn spawn_load<E, F, Fut>(
+        &self,
+        runtime: &Handle,
+        guard: FlightGuard<K, V, S>,
+        kind: LoadKind,
+        load: F,
+    ) where
         F: FnOnce(K) -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
         E: Send + Sync + 'static,
@@ -160,6 +165,10 @@ where
                 None => Outcome::TimedOut,
             });
         };
+        #[cfg(feature = "tracing")]
+        let loading = tracing::Instrument::instrument(loading, kind.span());
+        #[cfg(not(feature = "tracing"))]
+        let _ = kind;
         drop(runtime.spawn(loading));
     }
 }

@@ -133,6 +133,8 @@ where
         F: FnOnce(&K) -> Result<V, E> + Send + 'static,
         E: Send + Sync + 'static,
     {
+        #[cfg(feature = "tracing")]
+        let _span = super::LoadKind::Load.span().entered();
         match panic::catch_unwind(AssertUnwindSafe(|| load(guard.key()))) {
             Ok(Ok(value)) => {
                 guard.finish(Outcome::Loaded(value.clone()));
@@ -162,6 +164,8 @@ where
             return;
         };
         let reload = move || {
+            #[cfg(feature = "tracing")]
+            let _span = super::LoadKind::Refresh.span().entered();
             let outcome = match panic::catch_unwind(AssertUnwindSafe(|| load(guard.key()))) {
                 Ok(Ok(value)) => Outcome::Loaded(value),
                 Ok(Err(error)) => Outcome::Failed(Arc::new(error)),

@@ -187,3 +187,24 @@ impl<E: std::error::Error + 'static> std::error::Error for LoadError<E> {
         }
     }
 }
+
+/// Whether a load serves a caller who has no value, or refreshes one in the
+/// background; named in the `tracing` span each load runs in
+/// (`surgeguard.cache.load`, `kind = "load" | "refresh"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(any(feature = "tokio", feature = "tracing")), allow(dead_code))]
+pub(crate) enum LoadKind {
+    Load,
+    Refresh,
+}
+
+impl LoadKind {
+    #[cfg(feature = "tracing")]
+    pub(crate) fn span(self) -> tracing::Span {
+        let kind = match self {
+            LoadKind::Load => "load",
+            LoadKind::Refresh => "refresh",
+        };
+        tracing::debug_span!("surgeguard.cache.load", kind)
+    }
+}
