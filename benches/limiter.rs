@@ -11,6 +11,9 @@
 //!   of 1,000 or 1,000,000, 1,000 per second per key, every key checked once
 //!   before timing (so the tables are populated, and 1k keys run mostly
 //!   denied, 1M keys mostly allowed).
+//! - `keyed_hot8/{1t,2t}`: the same, but every thread checks the same 8 keys
+//!   (a few clients, or one tenant's tokens, checked from every core) in a
+//!   table sized as for `keyed_1k` (`max_keys` 1,250).
 //!
 //! Limiters:
 //! - `governor`: `RateLimiter::direct` / `RateLimiter::keyed` (dashmap,
@@ -213,12 +216,16 @@ fn key_sequence(distinct: u64) -> Vec<u64> {
 }
 
 fn bench_keyed(c: &mut Criterion) {
-    for (name, distinct) in [("keyed_1k", 1_000u64), ("keyed_1m", 1_000_000)] {
+    let cases = [
+        ("keyed_1k", 1_000u64, 1_250),
+        ("keyed_1m", 1_000_000, 1_250_000),
+        ("keyed_hot8", 8, 1_250),
+    ];
+    // Headroom over the key count: large shards hold an equal share of
+    // `max_keys`, and random keys do not spread perfectly evenly.
+    for (name, distinct, max_keys) in cases {
         let keys = key_sequence(distinct);
         let (theirs, ours) = quotas(1_000, 1_000);
-        // Headroom over the key count: each shard holds an equal share of
-        // `max_keys`, and random keys do not spread perfectly evenly.
-        let max_keys = (distinct + distinct / 4) as usize;
         let limiters: Vec<(&str, Box<dyn Keyed>)> = vec![
             ("governor", Box::new(governor::RateLimiter::keyed(theirs))),
             (

@@ -6,6 +6,10 @@
 //! One thread moves the clock forward in small steps while the others
 //! hammer the limiter, so checks race with each other and with time. No test
 //! sleeps or measures time.
+//!
+//! With the clock held still, limits must also be exact: keyed GCRA checks a
+//! tracked key under its shard's read lock with a compare-and-swap, so many
+//! threads on a few keys must together admit exactly the limit per key.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,7 +17,7 @@ use std::thread;
 use std::time::Duration;
 
 use surgeguard::clock::{Clock, ManualClock};
-use surgeguard::limit::{AllOf, ExactWindow, Gcra, Quota, RateLimiter, WhenFull};
+use surgeguard::limit::{AllOf, ExactWindow, Gcra, Quota, RateLimiter, SlidingWindow, WhenFull};
 
 const WORKERS: usize = 4;
 const CLOCK_STEPS: u32 = 2_000;
@@ -240,5 +244,199 @@ fn dyn_limiters_compose() {
     for limiter in &limiters {
         assert!(limiter.check(&1).is_allowed());
         assert!(limiter.check(&1).is_denied());
+    }
+}
+
+/// Many threads on a few hot keys, with a clock that does not move, while
+/// other threads insert new keys into the same shards: every keyed limiter
+/// admits exactly its limit per key, however the checks interleave (GCRA's
+/// compare-and-swap under the shard's read lock, the windows under its
+/// write lock). Small tables (shards with slack and a table-wide room
+/// count) and a single shard alike.
+#[test]
+fn hot_keys_admit_exactly_the_limit() {
+    const HOT_THREADS: usize = 8;
+    const NEW_KEY_THREADS: u64 = 2;
+    const HOT_KEYS: u64 = 4;
+    const LIMIT: u32 = 300;
+    const ATTEMPTS: u32 = 400;
+    let quota = Quota::per_hour(LIMIT).unwrap();
+    for shards in [None, Some(1), Some(8)] {
+        let clock = ManualClock::new();
+        let with_shards = |max_keys: usize| shards.unwrap_or(max_keys / 16).max(1);
+        let limiters: Vec<(&str, Box<dyn RateLimiter<u64>>)> = vec![
+            (
+                "gcra",
+                Box::new(
+                    Gcra::keyed(quota)
+                        .max_keys(128)
+                        .shards(with_shards(128))
+                        .clock(clock.clone())
+                        .build()
+                        .unwrap(),
+                ),
+            ),
+            (
+                "sliding window",
+                Box::new(
+                    SlidingWindow::keyed(quota)
+                        .max_keys(128)
+                        .shards(with_shards(128))
+                        .clock(clock.clone())
+                        .build()
+                        .unwrap(),
+                ),
+            ),
+            (
+                "exact window",
+                Box::new(
+                    ExactWindow::keyed(quota)
+                        .max_keys(128)
+                        .shards(with_shards(128))
+                        .clock(clock.clone())
+                        .build()
+                        .unwrap(),
+                ),
+            ),
+        ];
+        for (name, limiter) in &limiters {
+            // Taken before the flood of new keys can fill the table.
+            let admitted: Vec<AtomicU64> = (0..HOT_KEYS).map(|_| AtomicU64::new(0)).collect();
+            for key in 0..HOT_KEYS {
+                assert!(limiter.check(&key).is_allowed());
+                admitted[key as usize].fetch_add(1, Ordering::Relaxed);
+            }
+            thread::scope(|scope| {
+                for thread in 0..HOT_THREADS {
+                    let (limiter, admitted) = (limiter, &admitted);
+                    scope.spawn(move || {
+                        for attempt in 0..ATTEMPTS {
+                            for offset in 0..HOT_KEYS {
+                                let key = (thread as u64 + offset) % HOT_KEYS;
+                                // Costs 1 to 3 on half the threads.
+                                let cost = if thread % 2 == 0 { 1 } else { 1 + attempt % 3 };
+                                let decision = limiter.check_n(&key, cost).unwrap();
+                                if decision.is_allowed() {
+                                    admitted[key as usize]
+                                        .fetch_add(u64::from(cost), Ordering::Relaxed);
+                                }
+                            }
+                        }
+                    });
+                }
+                for thread in 0..NEW_KEY_THREADS {
+                    scope.spawn(move || {
+                        for n in 0..2_000 {
+                            let _ = limiter.check(&(1_000 + thread * 1_000_000 + n));
+                        }
+                    });
+                }
+            });
+            for key in 0..HOT_KEYS {
+                let taken = admitted[key as usize].load(Ordering::Relaxed);
+                let left = limiter.check_n(&key, 0).unwrap().remaining();
+                assert_eq!(
+                    taken + u64::from(left),
+                    u64::from(LIMIT),
+                    "{name}, shards {shards:?}, key {key}: {taken} admitted, {left} left"
+                );
+                assert!(left < 3, "{name}: the hammering threads left {left} unused");
+            }
+        }
+    }
+}
+
+/// A small table over many shards (a share of about 20 keys each) fills to
+/// exactly `max_keys` active keys: slack keeps uneven hashing from refusing
+/// a key while the table has room, and the table-wide count still refuses
+/// the key after. Once every key is idle, new keys take their places (from
+/// whichever shards hold them) and the count comes back whole. The hasher is
+/// fixed so that the spread over shards is the same on every run.
+#[test]
+fn a_small_table_fills_to_max_keys() {
+    use std::collections::hash_map::DefaultHasher;
+    use std::hash::BuildHasherDefault;
+
+    const MAX_KEYS: u64 = 1_250;
+    for shards in [8, 64] {
+        let clock = ManualClock::new();
+        let limiter = Gcra::keyed(Quota::per_hour(1).unwrap())
+            .max_keys(MAX_KEYS as usize)
+            .shards(shards)
+            .hasher(BuildHasherDefault::<DefaultHasher>::default())
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let allocated = limiter.allocated_bytes();
+        for round in 0..3u64 {
+            let first = round * 10_000;
+            for key in first..first + MAX_KEYS {
+                assert!(
+                    limiter.check(&key).is_allowed(),
+                    "{shards} shards, round {round}: key {key} refused room"
+                );
+            }
+            assert_eq!(limiter.tracked_keys(), MAX_KEYS as usize);
+            // Full of active keys: refused until the earliest goes idle.
+            let refused = limiter.check(&(first + MAX_KEYS));
+            assert_eq!(refused.retry_after(), Some(Duration::from_secs(3_600)));
+            assert_eq!(limiter.tracked_keys(), MAX_KEYS as usize);
+            clock.advance(Duration::from_secs(3_600));
+            if round == 1 {
+                // Forgetting them all gives every place back too.
+                assert_eq!(limiter.reclaim_idle(), MAX_KEYS as usize);
+                assert_eq!(limiter.tracked_keys(), 0);
+            }
+        }
+        assert_eq!(limiter.allocated_bytes(), allocated, "the table never grew");
+    }
+}
+
+/// A flood of distinct keys through a small table (default shards: slack
+/// and a table-wide count) from several threads: the table never holds
+/// more than `max_keys` nor grows, and a client being limited keeps its
+/// limit throughout.
+#[test]
+fn a_key_flood_through_a_small_table_stays_bounded() {
+    const MAX_KEYS: usize = 1_000;
+    for policy in [WhenFull::DenyNewKeys, WhenFull::ShareOverflowBucket] {
+        let clock = ManualClock::new();
+        let limiter = Gcra::keyed(Quota::per_second(1).unwrap())
+            .max_keys(MAX_KEYS)
+            .when_full(policy)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let allocated = limiter.allocated_bytes();
+        assert!(limiter.check(&u64::MAX).is_allowed());
+        thread::scope(|scope| {
+            for thread in 0..4u64 {
+                let (limiter, clock) = (&limiter, &clock);
+                scope.spawn(move || {
+                    for n in 0..50_000u64 {
+                        let _ = limiter.check(&(thread << 32 | n));
+                        if thread == 0 && n % 100 == 0 {
+                            // 1 ms per 400 keys: each key stays active for
+                            // a second, 400,000 keys' worth.
+                            clock.advance(Duration::from_millis(1));
+                        }
+                        if n % 1_000 == 0 {
+                            assert!(limiter.tracked_keys() <= MAX_KEYS);
+                        }
+                    }
+                });
+            }
+        });
+        assert!(limiter.tracked_keys() <= MAX_KEYS);
+        assert_eq!(limiter.allocated_bytes(), allocated, "the table never grew");
+        // Half a second passed: the client is still limited.
+        assert_eq!(clock.now().as_nanos(), 500_000_000);
+        assert!(
+            limiter.check(&u64::MAX).is_denied(),
+            "its limit was not reset"
+        );
+        clock.advance(Duration::from_secs(1));
+        assert!(limiter.reclaim_idle() > 0);
+        assert_eq!(limiter.tracked_keys(), 0);
     }
 }

@@ -170,16 +170,42 @@ impl GcraRule {
     fn refunded(&self, tat: u64, cost: u32) -> u64 {
         tat.saturating_sub(u64::from(cost).saturating_mul(self.interval))
     }
+
+    /// Decides against a TAT shared between threads: the compare-and-swap
+    /// loop. Relaxed ordering is enough: the TAT is the only state, and a
+    /// single atomic word has one modification order that every thread
+    /// agrees on, so concurrent checks decide as if one after the other.
+    #[inline]
+    fn decide_atomic(&self, tat: &AtomicU64, now: u64, cost: u32) -> Decision {
+        let mut current = tat.load(Ordering::Relaxed);
+        loop {
+            let (decision, new_tat) = self.decide(current, now, cost);
+            let Some(new_tat) = new_tat else {
+                return decision;
+            };
+            match tat.compare_exchange_weak(current, new_tat, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return decision,
+                Err(actual) => current = actual,
+            }
+        }
+    }
 }
 
 impl sealed::Sealed for GcraRule {}
 
 impl KeyRule for GcraRule {
-    /// The TAT in nanoseconds; 0 is "full since the clock's origin".
-    type State = u64;
+    /// The TAT in nanoseconds; 0 is "full since the clock's origin". Atomic,
+    /// so that checks of a tracked key run under the shard's read lock.
+    type State = AtomicU64;
 
-    fn fresh_state(&self) -> u64 {
-        0
+    #[inline]
+    fn shared_checks(&self) -> bool {
+        true
+    }
+
+    fn fresh_state(&self) -> AtomicU64 {
+        AtomicU64::new(0)
     }
 
     fn max_cost(&self) -> u32 {
@@ -187,7 +213,8 @@ impl KeyRule for GcraRule {
     }
 
     #[inline]
-    fn decide(&self, tat: &mut u64, now: u64, cost: u32) -> Decision {
+    fn decide(&self, tat: &mut AtomicU64, now: u64, cost: u32) -> Decision {
+        let tat = tat.get_mut();
         let (decision, new_tat) = GcraRule::decide(self, *tat, now, cost);
         if let Some(new_tat) = new_tat {
             *tat = new_tat;
@@ -195,13 +222,21 @@ impl KeyRule for GcraRule {
         decision
     }
 
-    fn refund(&self, tat: &mut u64, _now: u64, cost: u32) {
+    #[inline]
+    fn decide_shared(&self, tat: &AtomicU64, now: u64, cost: u32) -> Option<Decision> {
+        Some(self.decide_atomic(tat, now, cost))
+    }
+
+    fn refund(&self, tat: &mut AtomicU64, _now: u64, cost: u32) {
+        let tat = tat.get_mut();
         *tat = self.refunded(*tat, cost);
     }
 
+    /// Read under the shard's write lock, which orders it after every
+    /// update made under read locks.
     #[inline]
-    fn idle_at(&self, tat: &u64) -> u64 {
-        *tat
+    fn idle_at(&self, tat: &AtomicU64) -> u64 {
+        tat.load(Ordering::Relaxed)
     }
 
     fn limit(&self) -> u32 {
@@ -223,25 +258,9 @@ struct Stripe {
 }
 
 impl Stripe {
-    /// The compare-and-swap loop. Relaxed ordering is enough: the TAT is the
-    /// only state, and a single atomic word has one modification order that
-    /// every thread agrees on.
     #[inline]
     fn check(&self, now: u64, cost: u32) -> Decision {
-        let mut tat = self.tat.load(Ordering::Relaxed);
-        loop {
-            let (decision, new_tat) = self.rule.decide(tat, now, cost);
-            let Some(new_tat) = new_tat else {
-                return decision;
-            };
-            match self
-                .tat
-                .compare_exchange_weak(tat, new_tat, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => return decision,
-                Err(current) => tat = current,
-            }
-        }
+        self.rule.decide_atomic(&self.tat, now, cost)
     }
 }
 

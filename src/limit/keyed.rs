@@ -6,11 +6,16 @@
 //! active ones. Nothing is ever forgotten while it still limits a client.
 //!
 //! ```text
-//!   check(key) ── hash once ──► shard (Mutex) ──► found: rule.decide(state)
-//!                                              └► new: room? insert
-//!                                                  full? sweep idle keys
-//!                                                  none idle? WhenFull
+//!   check(key) ── hash once ──► shard (RwLock)
+//!       read lock ──► found: rule.decide_shared(state)  (GCRA: CAS on the TAT)
+//!       write lock ─► found: rule.decide(state)         (windows; a racing insert)
+//!                 └─► new: room in shard and table? insert
+//!                          full? sweep the shard's idle keys
+//!                          none idle? WhenFull
 //! ```
+//!
+//! Why a shared lock and many small shards, and what the slack of a small
+//! shard costs and guarantees: see `table.rs`.
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
@@ -39,14 +44,15 @@ pub const MAX_SHARDS: usize = 1 << 16;
 const DEFAULT_MAX_KEYS: usize = 100_000;
 
 /// Default shards per available core: enough that two threads rarely want
-/// the same shard's lock at once.
+/// the same shard's lock (or its reader count) at once; dashmap's default.
 const SHARDS_PER_CORE: usize = 4;
 
-/// The default never splits a limiter so finely that a shard holds fewer
-/// keys than this: each shard holds its own share of `max_keys`, and with
-/// small shares a few active keys that hash alike would fill one shard while
-/// others stand empty.
-const MIN_SHARD_KEYS: usize = 256;
+/// The default never splits a limiter so finely that a shard's share of
+/// `max_keys` is below this. Shares below 256 keys get slack (`table.rs`),
+/// so that keys hashing unevenly do not fill one shard while the table has
+/// room; at 16 keys the slack is 20 keys, and a table of such shares takes
+/// at most 95 bytes per key of `max_keys` (`u64` keys, GCRA).
+const MIN_SHARD_KEYS: usize = 16;
 
 /// A GCRA limiter per key.
 ///
@@ -59,8 +65,9 @@ const MIN_SHARD_KEYS: usize = 256;
 /// ```
 pub type KeyedGcra<K, S = ahash::RandomState> = Keyed<K, GcraRule, S>;
 
-/// What a keyed limiter does with a new key when its shard is full of keys
-/// that are all still limiting someone (none idle to forget).
+/// What a keyed limiter does with a new key when its shard (or the whole
+/// table) is full and the shard's keys are all still limiting someone (none
+/// idle to forget).
 ///
 /// ```
 /// use surgeguard::limit::{Gcra, Quota, WhenFull};
@@ -147,12 +154,17 @@ pub enum BuildError {
 /// by [`max_keys`](KeyedBuilder::max_keys):
 ///
 /// * The table is split into shards, each allocated once at build time for
-///   its equal share of `max_keys` (about 23 bytes per `u64` key under GCRA).
-///   It never grows, whatever arrives.
+///   its equal share of `max_keys` (about 23 bytes per `u64` key under GCRA),
+///   plus slack when the share is small (under 256 keys), in which case a
+///   table-wide count keeps the total at `max_keys`. It never grows,
+///   whatever arrives.
+/// * A tracked key is checked under its shard's read lock when the rule's
+///   state is one atomic word (GCRA), so threads checking the same keys do
+///   not wait for one another; the window rules take the shard's write lock.
 /// * A key whose state is back to "never seen" (a full bucket, an empty
 ///   window) is *idle* and can be forgotten without changing any decision. A
-///   new key that finds its shard full sweeps the shard for idle keys and
-///   takes the first slot it frees.
+///   new key that finds its shard (or the table) full sweeps the shard for
+///   idle keys and takes the first slot it frees.
 /// * If every key in the shard is active, the new key meets the
 ///   [`WhenFull`] policy. An active key is never forgotten.
 ///
@@ -453,11 +465,14 @@ where
     }
 
     /// The number of shards, each with its own lock and an equal part of
-    /// `max_keys` (a new key is refused room when *its* shard is full of
-    /// active keys, so keep some headroom in `max_keys`). The default is 4
-    /// per core while each shard still gets at least 256 keys, raised so
-    /// that no shard holds more than 3,072 keys (which bounds one sweep for
-    /// idle keys).
+    /// `max_keys`. A new key is refused room when *its* shard is full of
+    /// active keys: with parts of 256 keys or more, keep some headroom in
+    /// `max_keys`; smaller parts get slack (a shard may hold
+    /// `part + ⌈4√part⌉ + 4` keys, the table as a whole still `max_keys`), so
+    /// that uneven hashing alone refuses a new key with probability below
+    /// 2·10⁻⁵. The default is 4 per core while each shard still gets at
+    /// least 16 keys, raised so that no shard holds more than 3,072 keys
+    /// (which bounds one sweep for idle keys).
     ///
     /// ```
     /// # use surgeguard::limit::{Gcra, Quota};

@@ -1,14 +1,67 @@
 //! The bounded key table behind every keyed limiter.
 //!
 //! A key flood (every request from a new address) must not grow memory
-//! without bound, and must not reset a client that is being limited. So:
+//! without bound, must not reset a client that is being limited, and many
+//! threads checking a few keys must not queue behind one another. So:
 //!
 //! * **Fixed size.** `max_keys` is split over the shards and each shard's
-//!   hash table is allocated once, at build time, for its share: no rehash on
-//!   a hot path, no growth under a flood. Shards hold at most
+//!   hash table is allocated once, at build time, for its *cap* (below): no
+//!   rehash on a hot path, no growth under a flood. Shards hold at most
 //!   [`TARGET_SHARD_KEYS`] keys, sized to fill three quarters of a
 //!   power-of-two table (hashbrown keeps at most 7/8 full), which measures at
 //!   about 23 bytes per tracked `u64` key.
+//! * **Checks of tracked keys share the lock.** Each shard is a
+//!   `parking_lot::RwLock`. A rule whose state is one atomic word
+//!   ([`KeyRule::shared_checks`]: GCRA, whose state is its TAT) decides a
+//!   tracked key under the shard's *read* lock with a compare-and-swap loop,
+//!   exactly as the single-key [`Gcra`](super::Gcra) does; the write lock is
+//!   taken only to insert a new key, sweep, refund, or for the window rules,
+//!   whose state is wider than a word (they keep an exclusive lock per check,
+//!   as before). A denial writes nothing but the lock's reader count.
+//! * **As many shards as the cores want, with slack for small ones.** A
+//!   shared lock is still one shared write per check (its reader count), so
+//!   a few shards cannot serve many cores: the default is 4 shards per core
+//!   (what dashmap, and so governor, uses) down to 16 keys per shard. Keys
+//!   hash unevenly, and the smaller a shard's share `m = max_keys / shards`
+//!   the more so (a shard's count strays from `m` by about `√m`). Shards
+//!   with a share of [`EXACT_SHARE_KEYS`] (256) or more hold exactly their
+//!   share, as before (`√m ≤ m / 16`; a new key is refused room when *its*
+//!   shard is full of active keys, so a large table wants some headroom).
+//!   A smaller share gets slack: the shard may hold up to its *cap*, at
+//!   least `share + ⌈4√m⌉ + 4` keys (at most `max_keys`; the cap then grows
+//!   to all that the shard's power-of-two table holds with an eighth spare,
+//!   at no cost in memory), and a table-wide count of free places (`Room`,
+//!   on a cache line of its own, touched only when a key is inserted or
+//!   forgotten, never by a check of a tracked key) keeps the whole table at
+//!   `max_keys`. With at most `max_keys` active keys hashed at random, a
+//!   given shard has more active keys than `m + ⌈4√m⌉ + 4` with probability
+//!   below 2·10⁻⁵ (the Poisson tail `P[X > m + ⌈4√m⌉ + 4]`, `X ~ Poisson(m)`,
+//!   largest near `m = 248`; the binomial tail it approximates is smaller):
+//!   that bounds how often a new key is refused by its own shard while the
+//!   table as a whole has room. When the whole table is full a new key makes
+//!   room by forgetting an idle key, of its own shard first (the sweep
+//!   below), else of the others: with its own lock released, it sweeps the
+//!   other shards one at a time (one write lock at a time, so no deadlock)
+//!   until one frees a place, and the places beyond its own go back to the
+//!   table. A table-wide lower bound of idle times (lowered by each insert
+//!   and refund, raised by a scan of every shard that found none idle)
+//!   keeps that O(1) until a key may have gone idle. So a new key is
+//!   refused only by a full shard or a table full of active keys (give or
+//!   take a narrow race, described at `reclaim_elsewhere`).
+//! * **Memory stays O(`max_keys`).** Exact shares cost what they did:
+//!   about 23 bytes per key ([`Keyed::allocated_bytes`](super::Keyed::allocated_bytes)
+//!   22.4 to 22.7 at 1,562 to 3,072 keys a shard). A shard with slack
+//!   allocates its table for `share + ⌈4√m⌉ + 4` keys plus an eighth, as an
+//!   exact share allocates for its share: at most 2.25 times as many keys
+//!   for the default's shares (`16 ≤ m < 256`), before hashbrown rounds the
+//!   bucket count up to a power of two as it does for every table. Measured
+//!   with `u64` keys under GCRA, the whole table (hash tables, shard locks,
+//!   room count) takes at most 95 bytes per key of `max_keys` at those
+//!   shares (63 at 1,250 keys over 64 shards, 57 over 8, against 28 over the
+//!   4 exact shares the default chose before). Shards chosen by hand with
+//!   tiny shares cost more per key (each shard has a lock on two cache lines
+//!   and a table of at least a few buckets): at most about 450 bytes per
+//!   key, at one key a shard. The unit tests check both bounds.
 //! * **Idle keys go first, losslessly.** Each rule says when a key's state
 //!   is back to "never seen" ([`KeyRule::idle_at`]: a GCRA bucket is full
 //!   again, a window has emptied). A new key arriving at a full shard sweeps
@@ -17,26 +70,53 @@
 //!   frees a handful) or gone round once.
 //! * **No sweep when none can succeed.** The shard keeps a lower bound of
 //!   its keys' idle times (exact after a full round, lowered by each insert
-//!   and refund). Until the clock passes it, a new key at a full shard meets
-//!   the [`WhenFull`](super::WhenFull) policy at once, O(1). A full round is
-//!   at most 4,096 buckets, and happens at most once per time the bound is
+//!   and refund; checks under the read lock only raise idle times). Until
+//!   the clock passes it, a new key at a full shard meets the
+//!   [`WhenFull`](super::WhenFull) policy at once, O(1). A full round is at
+//!   most 4,096 buckets, and happens at most once per time the bound is
 //!   passed.
 //! * **Tombstones.** hashbrown marks some removed buckets as deleted rather
 //!   than empty; if they used up the table's spare room an insert would grow
 //!   it. Before that happens the shard rebuilds its table at the same size.
+//!
+//! **Why both.** Measured on a 16-core Xeon (`benches/limiter.rs`, ns per
+//! check per thread at 16 threads; `keyed_1k`: random keys out of 1,000,
+//! `keyed_hot8`: every thread on the same 8 keys; `max_keys` 1,250):
+//!
+//! | | `keyed_1k` | `keyed_hot8` |
+//! |---|---:|---:|
+//! | exclusive lock, 4 shards (before) | 5,986 | 11,981 |
+//! | shared lock, 4 shards | 699 | |
+//! | exclusive lock, 64 shards with slack | 189 to 224 | 5,491 |
+//! | shared lock, 64 shards with slack (this) | 183 to 212 | 326 |
+//! | governor (dashmap: 64 read-locked shards, CAS) | 200 to 228 | 262 |
+//!
+//! More shards alone fix random keys but not hot ones: threads checking the
+//! same key still queue on its shard's lock, and a waiter that finds it
+//! taken spins and then parks. A shared lock alone leaves 16 threads
+//! bouncing the reader counts of 4 shards. The price: a new key takes the
+//! read lock, misses and then takes the write lock (one more lookup); in a
+//! small table an insert or sweep also updates the room count; a refund
+//! takes the write lock; and the window rules pay for a `RwLock` where they
+//! had a `Mutex` (the same one atomic operation to lock and to unlock).
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hashbrown::HashTable;
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 
 use super::Decision;
 
 /// Keys per shard the default shard count aims for: one full sweep of such
 /// a shard (4,096 buckets) takes a few microseconds.
 pub(crate) const TARGET_SHARD_KEYS: usize = 3072;
+
+/// Shards with a share of at least this many keys hold exactly their share;
+/// smaller shares get slack (see the module docs).
+pub(crate) const EXACT_SHARE_KEYS: usize = 256;
 
 /// Buckets a sweep examines after freeing its first key, so that one sweep
 /// frees several keys for the new keys that follow.
@@ -64,7 +144,17 @@ pub(crate) mod sealed {
 pub trait KeyRule: sealed::Sealed + Send + Sync + fmt::Debug + 'static {
     /// One key's state.
     #[doc(hidden)]
-    type State: Send + fmt::Debug;
+    type State: Send + Sync + fmt::Debug;
+
+    /// Whether [`decide_shared`](Self::decide_shared) decides every check,
+    /// so that a tracked key is checked under the shard's read lock. (A
+    /// method rather than a constant, which would make the trait unusable as
+    /// `dyn`; it is inlined into each rule's table all the same.)
+    #[doc(hidden)]
+    #[inline]
+    fn shared_checks(&self) -> bool {
+        false
+    }
 
     /// The state of a key never seen (or idle).
     #[doc(hidden)]
@@ -78,6 +168,19 @@ pub trait KeyRule: sealed::Sealed + Send + Sync + fmt::Debug + 'static {
     /// state if it is allowed.
     #[doc(hidden)]
     fn decide(&self, state: &mut Self::State, now: u64, cost: u32) -> Decision;
+
+    /// As [`decide`](Self::decide), through a shared reference that other
+    /// threads may be deciding through at the same time: the state must be
+    /// updated atomically, and the result must be as if the concurrent
+    /// checks had run one after the other. `None` when the rule cannot (the
+    /// table then takes the write lock); never called unless
+    /// [`shared_checks`](Self::shared_checks).
+    #[doc(hidden)]
+    #[inline]
+    fn decide_shared(&self, state: &Self::State, now: u64, cost: u32) -> Option<Decision> {
+        let _ = (state, now, cost);
+        None
+    }
 
     /// Gives back `cost` units taken by an allowed check.
     #[doc(hidden)]
@@ -106,7 +209,8 @@ struct Slot<K, State> {
 /// key could make room.
 pub(crate) enum Outcome {
     Decided(Decision),
-    /// The shard is full of active keys; none is idle before this time.
+    /// The shard (or the whole table) is full of active keys; none of the
+    /// shard's is idle before this time.
     Full {
         next_idle: u64,
     },
@@ -114,7 +218,8 @@ pub(crate) enum Outcome {
 
 struct Shard<K, State> {
     table: HashTable<Slot<K, State>>,
-    /// Keys this shard may hold: its share of `max_keys`.
+    /// Keys this shard may hold: its share of `max_keys`, plus slack for a
+    /// small share.
     capacity: usize,
     /// Passed to `HashTable::with_capacity` at build and on each rebuild.
     reserved: usize,
@@ -127,14 +232,42 @@ struct Shard<K, State> {
 /// A shard alone on its cache lines, so that two cores working on
 /// neighbouring shards do not contend.
 #[repr(align(128))]
-struct PaddedShard<K, State>(Mutex<Shard<K, State>>);
+struct PaddedShard<K, State>(RwLock<Shard<K, State>>);
+
+/// What a table whose shards' caps add up to more than `max_keys` shares
+/// between its shards. On cache lines of its own: it is written when a key
+/// is inserted or forgotten, and the table's other fields are read by every
+/// check.
+#[repr(align(128))]
+struct Room {
+    /// Places the whole table has left: `max_keys` less the keys tracked.
+    free: AtomicUsize,
+    /// No tracked key, in any shard, is idle before this: lowered by each
+    /// insert and refund, raised only by a scan of every shard that found
+    /// none idle.
+    no_idle_before: AtomicU64,
+}
 
 /// `max_keys` keys at most, in `shards` shards, each keyed by hash.
 pub(crate) struct Table<K, R: KeyRule, S> {
     shards: Box<[PaddedShard<K, R::State>]>,
+    /// `None` when the shards hold exact shares (their caps add up to
+    /// `max_keys`).
+    room: Option<Box<Room>>,
     hasher: S,
     rule: R,
     max_keys: usize,
+}
+
+/// Places a shard with a mean share of `share` keys may hold beyond its
+/// share: `⌈4√share⌉ + 4` below [`EXACT_SHARE_KEYS`], none from there on.
+pub(crate) fn slack(share: usize) -> usize {
+    if share >= EXACT_SHARE_KEYS {
+        return 0;
+    }
+    let square = 16 * share;
+    let root = square.isqrt();
+    root + usize::from(root * root < square) + 4
 }
 
 impl<K, R, S> Table<K, R, S>
@@ -145,16 +278,30 @@ where
 {
     /// `shards` must be between 1 and `max_keys` (the builder checks).
     pub(crate) fn new(rule: R, max_keys: usize, shards: usize, hasher: S) -> Self {
-        let shards = (0..shards)
+        let slack = if shards > 1 {
+            slack(max_keys / shards)
+        } else {
+            0
+        };
+        let shards: Box<[_]> = (0..shards)
             .map(|index| {
-                let capacity = max_keys / shards + usize::from(index < max_keys % shards);
-                // An eighth of spare room beyond the share keeps tombstone
+                let share = max_keys / shards + usize::from(index < max_keys % shards);
+                let mut capacity = (share + slack).min(max_keys);
+                // An eighth of spare room beyond the cap keeps tombstone
                 // rebuilds at least capacity / 7 removals apart.
-                let reserved = capacity + capacity / 7 + 1;
-                PaddedShard(Mutex::new(Shard {
-                    table: HashTable::with_capacity(reserved),
+                let spared = |capacity: usize| capacity + capacity / 7 + 1;
+                let table = HashTable::with_capacity(spared(capacity));
+                if slack > 0 {
+                    // The bucket count is a power of two: a shard with slack
+                    // uses all the table holds, at no cost in memory.
+                    while capacity < max_keys && spared(capacity + 1) <= table.capacity() {
+                        capacity += 1;
+                    }
+                }
+                PaddedShard(RwLock::new(Shard {
+                    table,
                     capacity,
-                    reserved,
+                    reserved: spared(capacity),
                     idle_bound: 0,
                     cursor: 0,
                 }))
@@ -162,6 +309,12 @@ where
             .collect();
         Table {
             shards,
+            room: (slack > 0).then(|| {
+                Box::new(Room {
+                    free: AtomicUsize::new(max_keys),
+                    no_idle_before: AtomicU64::new(0),
+                })
+            }),
             hasher,
             rule,
             max_keys,
@@ -172,60 +325,196 @@ where
     /// indices from the low bits and its 7-bit tags from the top ones, so
     /// both stay independent of the shard.
     #[inline]
-    fn shard(&self, hash: u64) -> &Mutex<Shard<K, R::State>> {
+    fn shard_index(&self, hash: u64) -> usize {
         let bits = (hash >> 24) & 0xffff_ffff;
-        let index = (bits * self.shards.len() as u64) >> 32;
-        &self.shards[index as usize].0
+        ((bits * self.shards.len() as u64) >> 32) as usize
+    }
+
+    #[inline]
+    fn shard(&self, hash: u64) -> &RwLock<Shard<K, R::State>> {
+        &self.shards[self.shard_index(hash)].0
     }
 
     /// Decides `cost` (at most the rule's `max_cost`) for `key` at `now`.
     #[inline]
     pub(crate) fn check(&self, key: &K, now: u64, cost: u32) -> Outcome {
         let hash = self.hasher.hash_one(key);
-        let mut shard = self.shard(hash).lock();
-        if let Some(slot) = shard.table.find_mut(hash, |slot| slot.key == *key) {
-            return Outcome::Decided(self.rule.decide(&mut slot.state, now, cost));
+        if self.rule.shared_checks() {
+            let shard = self.shard(hash).read();
+            if let Some(slot) = shard.table.find(hash, |slot| slot.key == *key) {
+                if let Some(decision) = self.rule.decide_shared(&slot.state, now, cost) {
+                    return Outcome::Decided(decision);
+                }
+            } else if cost == 0 {
+                return Outcome::Decided(self.look_untracked(now));
+            }
         }
-        if cost == 0 {
-            // Only looking: a key never seen has a fresh state, and is not
-            // worth remembering.
-            let decision = self.rule.decide(&mut self.rule.fresh_state(), now, 0);
+        self.check_exclusive(hash, key, now, cost)
+    }
+
+    /// [`check`](Self::check) under the shard's write lock: every check for
+    /// a rule without shared checks, and a new key for one with them.
+    fn check_exclusive(&self, hash: u64, key: &K, now: u64, cost: u32) -> Outcome {
+        let index = self.shard_index(hash);
+        // A place freed in another shard and held for this key: at most one
+        // trip to the other shards, so at most two rounds.
+        let mut held = false;
+        loop {
+            let mut shard = self.shards[index].0.write();
+            // Another thread may have inserted the key since the read lock
+            // (or while this one looked in other shards).
+            if let Some(slot) = shard.table.find_mut(hash, |slot| slot.key == *key) {
+                self.give_room(usize::from(held));
+                return Outcome::Decided(self.rule.decide(&mut slot.state, now, cost));
+            }
+            if cost == 0 {
+                self.give_room(usize::from(held));
+                return Outcome::Decided(self.look_untracked(now));
+            }
+            // Make room before deciding, so that a refused new key costs no
+            // state (an exact window's log is allocated on first admission).
+            let below_cap = shard.table.len() < shard.capacity;
+            if !(below_cap && (held || self.take_room())) {
+                let freed = shard.reclaim_idle(now, &self.rule);
+                if freed > 0 {
+                    // The new key takes one of the places freed; the others
+                    // go back to the table (with the one held, if any).
+                    self.give_room(freed - 1 + usize::from(held));
+                } else if !below_cap || held {
+                    self.give_room(usize::from(held));
+                    return Outcome::Full {
+                        next_idle: shard.idle_bound,
+                    };
+                } else {
+                    // The table is full, and this shard has room but no idle
+                    // key: look for one elsewhere, holding no lock meanwhile.
+                    drop(shard);
+                    match self.reclaim_elsewhere(index, now) {
+                        Ok(()) => {
+                            held = true;
+                            continue;
+                        }
+                        Err(next_idle) => return Outcome::Full { next_idle },
+                    }
+                }
+            }
+            let mut state = self.rule.fresh_state();
+            // A fresh state allows any cost up to `max_cost`.
+            let decision = self.rule.decide(&mut state, now, cost);
+            let idle_at = self.rule.idle_at(&state);
+            if idle_at > now {
+                shard.insert(hash, key.clone(), state, idle_at, &self.hasher);
+                self.lower_idle_bound(idle_at);
+            } else {
+                self.give_room(1);
+            }
             return Outcome::Decided(decision);
         }
-        // Make room before deciding, so that a refused new key costs no
-        // state (an exact window's log is allocated on first admission).
-        if shard.table.len() >= shard.capacity && !shard.reclaim_idle(now, &self.rule) {
-            return Outcome::Full {
-                next_idle: shard.idle_bound,
-            };
+    }
+
+    /// The table is full and shard `own` has room but no idle key: frees
+    /// idle keys of the other shards, keeping one place for the caller
+    /// (`Ok`). Takes one shard's write lock at a time, so it cannot
+    /// deadlock with anything. Unless the clock has passed the table's lower
+    /// bound of idle times no key can be idle, and this is O(1); a scan of
+    /// every shard that finds none idle raises the bound to the earliest
+    /// idle time it saw, so such a scan happens at most once per time the
+    /// bound is passed (or lowered by a new key). `Err`: no place, and the
+    /// earliest time a key could go idle.
+    #[cold]
+    fn reclaim_elsewhere(&self, own: usize, now: u64) -> Result<(), u64> {
+        let Some(room) = &self.room else {
+            // Exact shares never get here: the shard's cap is the bound.
+            return Err(now);
+        };
+        let bound = room.no_idle_before.load(Ordering::Relaxed);
+        if now < bound {
+            return Err(bound);
         }
-        let mut state = self.rule.fresh_state();
-        // A fresh state allows any cost up to `max_cost`.
-        let decision = self.rule.decide(&mut state, now, cost);
-        let idle_at = self.rule.idle_at(&state);
-        if idle_at > now {
-            shard.insert(hash, key.clone(), state, idle_at, &self.hasher);
+        let count = self.shards.len();
+        let mut earliest = u64::MAX;
+        // The own shard last: it was swept just now.
+        for offset in 1..=count {
+            let mut shard = self.shards[(own + offset) % count].0.write();
+            let freed = shard.reclaim_idle(now, &self.rule);
+            if freed > 0 {
+                self.give_room(freed - 1);
+                return Ok(());
+            }
+            earliest = earliest.min(shard.idle_bound);
         }
-        Outcome::Decided(decision)
+        // Unless an insert or refund lowered the bound meanwhile. (One that
+        // found it already low enough, and so did not write it, can be
+        // missed: its key then waits for this scan's bound, later by at most
+        // the rule's longest idle time.)
+        let _ = room.no_idle_before.compare_exchange(
+            bound,
+            earliest,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        // No key at all: keys were forgotten meanwhile, so retry now.
+        Err(if earliest == u64::MAX { now } else { earliest })
+    }
+
+    /// Keeps the table's lower bound of idle times at or below `idle_at`,
+    /// the idle time of a key just inserted or refunded.
+    #[inline]
+    fn lower_idle_bound(&self, idle_at: u64) {
+        if let Some(room) = &self.room {
+            if idle_at < room.no_idle_before.load(Ordering::Relaxed) {
+                room.no_idle_before.fetch_min(idle_at, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Only looking: a key never seen has a fresh state, and is not worth
+    /// remembering.
+    fn look_untracked(&self, now: u64) -> Decision {
+        self.rule.decide(&mut self.rule.fresh_state(), now, 0)
+    }
+
+    /// Takes one place from the table's room; true if there was one (always
+    /// for exact shares, where the shard's own cap is the bound).
+    #[inline]
+    fn take_room(&self) -> bool {
+        match &self.room {
+            None => true,
+            Some(room) => room
+                .free
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |free| {
+                    free.checked_sub(1)
+                })
+                .is_ok(),
+        }
+    }
+
+    /// Gives `places` back to the table's room.
+    #[inline]
+    fn give_room(&self, places: usize) {
+        if let (Some(room), true) = (&self.room, places > 0) {
+            room.free.fetch_add(places, Ordering::Relaxed);
+        }
     }
 
     /// Gives back `cost` to `key`; returns false if the key is not tracked.
     pub(crate) fn refund(&self, key: &K, now: u64, cost: u32) -> bool {
         let hash = self.hasher.hash_one(key);
-        let mut shard = self.shard(hash).lock();
+        let mut shard = self.shard(hash).write();
         let Some(slot) = shard.table.find_mut(hash, |slot| slot.key == *key) else {
             return false;
         };
         self.rule.refund(&mut slot.state, now, cost);
         let idle_at = self.rule.idle_at(&slot.state);
         shard.idle_bound = shard.idle_bound.min(idle_at);
+        self.lower_idle_bound(idle_at);
         true
     }
 
     pub(crate) fn tracked_keys(&self) -> usize {
         self.shards
             .iter()
-            .map(|shard| shard.0.lock().table.len())
+            .map(|shard| shard.0.read().table.len())
             .sum()
     }
 
@@ -233,9 +522,13 @@ where
         let tables: usize = self
             .shards
             .iter()
-            .map(|shard| shard.0.lock().table.allocation_size())
+            .map(|shard| shard.0.read().table.allocation_size())
             .sum();
-        tables + std::mem::size_of_val(&*self.shards)
+        let room = self
+            .room
+            .as_ref()
+            .map_or(0, |room| std::mem::size_of_val(&**room));
+        tables + std::mem::size_of_val(&*self.shards) + room
     }
 
     /// Forgets every idle key now; returns how many.
@@ -243,7 +536,7 @@ where
         self.shards
             .iter()
             .map(|shard| {
-                let mut shard = shard.0.lock();
+                let mut shard = shard.0.write();
                 let before = shard.table.len();
                 let mut bound = u64::MAX;
                 shard.table.retain(|slot| {
@@ -252,7 +545,9 @@ where
                     idle_at > now
                 });
                 shard.idle_bound = bound;
-                before - shard.table.len()
+                let freed = before - shard.table.len();
+                self.give_room(freed);
+                freed
             })
             .sum()
     }
@@ -273,10 +568,10 @@ impl<K, R: KeyRule, S> Table<K, R, S> {
 }
 
 impl<K, State> Shard<K, State> {
-    /// Sweeps for idle keys from the cursor; true if it freed at least one.
-    fn reclaim_idle<R: KeyRule<State = State>>(&mut self, now: u64, rule: &R) -> bool {
+    /// Sweeps for idle keys from the cursor; returns how many it freed.
+    fn reclaim_idle<R: KeyRule<State = State>>(&mut self, now: u64, rule: &R) -> usize {
         if now < self.idle_bound {
-            return false;
+            return 0;
         }
         let buckets = self.table.num_buckets();
         let mut freed = 0usize;
@@ -296,12 +591,12 @@ impl<K, State> Shard<K, State> {
             }
             if freed > 0 && examined >= SWEEP_AFTER_FIRST_FREE && examined < buckets {
                 // Stopped early: the old bound is still a lower bound.
-                return true;
+                return freed;
             }
         }
         // A full round saw every key: the bound is now exact.
         self.idle_bound = earliest_kept;
-        freed > 0
+        freed
     }
 
     fn insert<S: BuildHasher>(&mut self, hash: u64, key: K, state: State, idle_at: u64, hasher: &S)
@@ -331,5 +626,200 @@ impl<K, R: KeyRule, S> fmt::Debug for Table<K, R, S> {
             .field("max_keys", &self.max_keys)
             .field("shards", &self.shards.len())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+
+    use super::*;
+    use crate::limit::{GcraRule, Quota};
+
+    fn gcra_table(max_keys: usize, shards: usize) -> Table<u64, GcraRule, ahash::RandomState> {
+        let rule = GcraRule::new(Quota::per_second(1_000).unwrap());
+        Table::new(rule, max_keys, shards, ahash::RandomState::new())
+    }
+
+    fn free_places(table: &Table<u64, GcraRule, ahash::RandomState>) -> usize {
+        table
+            .room
+            .as_ref()
+            .map(|room| room.free.load(Ordering::Relaxed))
+            .unwrap()
+    }
+
+    #[test]
+    fn slack_is_four_deviations_and_four_below_exact_shares() {
+        assert_eq!(slack(1), 8);
+        assert_eq!(slack(16), 20);
+        assert_eq!(slack(17), 21); // ⌈4√17⌉ = ⌈16.49⌉
+        assert_eq!(slack(255), 68);
+        assert_eq!(slack(EXACT_SHARE_KEYS), 0);
+        assert!(gcra_table(1_000, 1).room.is_none());
+        assert!(gcra_table(1_024, 4).room.is_none());
+        assert!(gcra_table(1_020, 4).room.is_some());
+    }
+
+    #[test]
+    fn caps_cover_the_slack_and_exact_shares_add_up() {
+        for (max_keys, shards) in [(1_250, 64), (1_250, 8), (100, 6), (7, 7), (1_000, 4)] {
+            let table = gcra_table(max_keys, shards);
+            let caps: Vec<usize> = table.shards.iter().map(|s| s.0.read().capacity).collect();
+            let share = max_keys / shards;
+            if table.room.is_some() {
+                assert!(caps.iter().all(|&cap| {
+                    cap >= (share + slack(share)).min(max_keys) && cap <= max_keys
+                }));
+            } else {
+                assert_eq!(caps.iter().sum::<usize>(), max_keys);
+            }
+        }
+    }
+
+    /// The documented memory bounds, with `u64` keys under GCRA: at most 95
+    /// bytes per key of `max_keys` for the default's shares (16 to 255), and
+    /// about 450 for any split chosen by hand.
+    #[test]
+    fn memory_stays_linear_in_max_keys() {
+        for shards in [2, 8, 64] {
+            for share in (16..EXACT_SHARE_KEYS + 64).step_by(3) {
+                let max_keys = share * shards + shards / 2;
+                let per_key =
+                    gcra_table(max_keys, shards).allocated_bytes() as f64 / max_keys as f64;
+                assert!(
+                    per_key <= 95.0,
+                    "{per_key} bytes per key: {max_keys} keys, {shards} shards"
+                );
+            }
+        }
+        for max_keys in 1..100 {
+            for shards in 1..=max_keys.min(16) {
+                let per_key =
+                    gcra_table(max_keys, shards).allocated_bytes() as f64 / max_keys as f64;
+                assert!(
+                    per_key <= 450.0,
+                    "{per_key} bytes per key: {max_keys} keys, {shards} shards"
+                );
+            }
+        }
+    }
+
+    /// Threads insert, sweep and check while the clock moves; whatever the
+    /// interleaving, the places the table counts as free are exactly
+    /// `max_keys` less the keys tracked.
+    #[test]
+    fn room_accounting_stays_exact() {
+        let table = gcra_table(200, 8);
+        let now = AtomicU64::new(0);
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            for thread in 0..4u64 {
+                let (table, now, stop) = (&table, &now, &stop);
+                scope.spawn(move || {
+                    let mut key = thread;
+                    while !stop.load(Ordering::Relaxed) {
+                        key = key.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1) % 1_000;
+                        let _ = table.check(&key, now.load(Ordering::Relaxed), 1);
+                        if key % 97 == 0 {
+                            table.refund(&key, now.load(Ordering::Relaxed), 1);
+                        }
+                    }
+                });
+            }
+            for step in 1..=2_000u64 {
+                now.store(step * 100_000, Ordering::Relaxed);
+                if step % 500 == 0 {
+                    table.reclaim_all_idle(step * 100_000);
+                }
+                std::thread::yield_now();
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        let tracked = table.tracked_keys();
+        assert!(tracked <= 200);
+        assert_eq!(free_places(&table) + tracked, 200);
+        table.reclaim_all_idle(u64::MAX);
+        assert_eq!(table.tracked_keys(), 0);
+        assert_eq!(free_places(&table), 200);
+    }
+
+    const MS: u64 = 1_000_000;
+
+    /// `count` keys from `from` on that land in `shard`.
+    fn keys_in(
+        table: &Table<u64, GcraRule, ahash::RandomState>,
+        shard: usize,
+        count: usize,
+    ) -> Vec<u64> {
+        (0u64..)
+            .filter(|key| table.shard_index(table.hasher.hash_one(key)) == shard)
+            .take(count)
+            .collect()
+    }
+
+    fn allowed(outcome: Outcome) -> bool {
+        matches!(outcome, Outcome::Decided(decision) if decision.is_allowed())
+    }
+
+    fn refused_until(outcome: Outcome) -> Option<u64> {
+        match outcome {
+            Outcome::Full { next_idle } => Some(next_idle),
+            Outcome::Decided(_) => None,
+        }
+    }
+
+    /// A full table whose idle keys all sit in another shard still takes a
+    /// new key: it sweeps the other shard.
+    #[test]
+    fn a_full_table_frees_idle_keys_of_other_shards() {
+        // Shares of 20, caps of 40 (all of max_keys): one shard can hold all.
+        let table = gcra_table(40, 2);
+        let (zeros, ones) = (keys_in(&table, 0, 11), keys_in(&table, 1, 30));
+        for key in &ones {
+            assert!(allowed(table.check(key, 0, 1))); // idle at 1 ms
+        }
+        for key in &zeros[..10] {
+            assert!(allowed(table.check(key, 10 * MS, 1))); // idle at 11 ms
+        }
+        assert_eq!(free_places(&table), 0);
+        assert!(allowed(table.check(&zeros[10], 10 * MS + 1, 1)));
+        assert_eq!(table.tracked_keys(), 11, "shard 1's idle keys were swept");
+        assert_eq!(free_places(&table) + table.tracked_keys(), 40);
+    }
+
+    /// A table full of active keys refuses at once until the earliest of
+    /// them goes idle, then takes the new key in its place.
+    #[test]
+    fn a_table_full_of_active_keys_refuses_until_the_earliest_goes_idle() {
+        let table = gcra_table(40, 2);
+        let (zeros, ones) = (keys_in(&table, 0, 22), keys_in(&table, 1, 22));
+        for key in &ones[..20] {
+            assert!(allowed(table.check(key, 0, 10))); // idle at 10 ms
+        }
+        for key in &zeros[..20] {
+            assert!(allowed(table.check(key, 5 * MS, 1))); // idle at 6 ms
+        }
+        // Shard 1 is active till 10 ms, shard 0 till 6 ms: retry at 6 ms.
+        assert_eq!(
+            refused_until(table.check(&ones[20], 5 * MS, 1)),
+            Some(6 * MS)
+        );
+        let bound = table
+            .room
+            .as_ref()
+            .unwrap()
+            .no_idle_before
+            .load(Ordering::Relaxed);
+        assert_eq!(bound, 6 * MS, "the scan raised the table's bound");
+        // Before it, a refusal is O(1): the bound answers.
+        assert_eq!(
+            refused_until(table.check(&zeros[20], 5 * MS + MS / 2, 1)),
+            Some(6 * MS)
+        );
+        // From it, shard 1's new key takes an idle place of shard 0.
+        assert!(allowed(table.check(&ones[20], 6 * MS, 1)));
+        assert_eq!(table.tracked_keys(), 21);
+        assert_eq!(free_places(&table), 19);
     }
 }
