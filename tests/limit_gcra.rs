@@ -401,3 +401,42 @@ fn public_types_are_send_and_sync() {
         .unwrap();
     assert_object_safe(&limiter);
 }
+
+#[test]
+fn shadow_mode_allows_everything_and_counts_the_denials_of_the_wrapped_limit() {
+    use surgeguard::limit::{RateLimiter, Shadow};
+    let clock = ManualClock::new();
+    let quota = Quota::per_second(2).unwrap();
+    let enforced = Gcra::keyed::<u32>(quota)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let shadowed = Shadow::new(
+        Gcra::keyed::<u32>(quota)
+            .clock(clock.clone())
+            .build()
+            .unwrap(),
+    );
+    let mut denied = 0;
+    for _ in 0..5 {
+        denied += u64::from(enforced.check(&1).is_denied());
+        let decision = shadowed.check(&1);
+        assert!(decision.is_allowed());
+        assert_eq!(decision.retry_after(), None);
+    }
+    assert_eq!(denied, 3);
+    assert_eq!(
+        shadowed.would_deny(),
+        denied,
+        "the same decisions, none enforced"
+    );
+    // A cost that can never pass is still an error.
+    assert!(shadowed.check_n(&1, 3).is_err());
+    clock.advance(std::time::Duration::from_secs(1));
+    assert!(shadowed.check(&1).is_allowed());
+    assert_eq!(
+        shadowed.would_deny(),
+        3,
+        "the refilled bucket allows for real"
+    );
+}

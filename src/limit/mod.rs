@@ -54,6 +54,7 @@ mod decision;
 mod gcra;
 mod keyed;
 mod quota;
+mod shadow;
 mod table;
 mod window;
 
@@ -64,6 +65,7 @@ pub use decision::{CheckError, Decision};
 pub use gcra::{Gcra, GcraBuilder, GcraRule};
 pub use keyed::{BuildError, Keyed, KeyedBuilder, KeyedGcra, WhenFull, MAX_SHARDS};
 pub use quota::{Quota, QuotaError, MAX_PERIOD};
+pub use shadow::Shadow;
 pub use table::KeyRule;
 pub use window::{ExactWindow, ExactWindowRule, SlidingWindow, SlidingWindowRule, MAX_EXACT_LIMIT};
 
