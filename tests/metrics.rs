@@ -285,3 +285,41 @@ async fn redis_fallbacks_are_published() {
         1
     );
 }
+
+#[test]
+fn rate_limit_decisions_are_published_from_many_threads() {
+    use std::sync::Arc;
+    use surgeguard::clock::ManualClock;
+    use surgeguard::limit::{Counted, Gcra, Quota, RateLimiter};
+
+    let limiter = Arc::new(Counted::new(
+        Gcra::keyed::<u32>(Quota::per_minute(10).unwrap())
+            .clock(ManualClock::new())
+            .build()
+            .unwrap(),
+    ));
+    let (reporter, snapshotter) = recorded(|| Reporter::new().limiter("per-user", &limiter));
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            let limiter = &limiter;
+            scope.spawn(move || {
+                for user in 0..4 {
+                    for _ in 0..25 {
+                        let _ = limiter.check(&user);
+                    }
+                }
+            });
+        }
+    });
+    let snap = publish(&reporter, &snapshotter);
+    let decisions = |d| {
+        counter(
+            &snap,
+            "surgeguard_ratelimit_decisions_total",
+            &[("limiter", "per-user"), ("decision", d)],
+        )
+    };
+    // The clock never moves: each of the 4 users gets exactly its burst.
+    assert_eq!(decisions("allowed"), 40);
+    assert_eq!(decisions("denied"), 8 * 4 * 25 - 40);
+}

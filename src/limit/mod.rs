@@ -50,6 +50,7 @@
 //! ```
 
 mod all_of;
+mod counted;
 mod decision;
 mod gcra;
 mod keyed;
@@ -61,6 +62,7 @@ mod window;
 use std::sync::Arc;
 
 pub use all_of::AllOf;
+pub use counted::Counted;
 pub use decision::{CheckError, Decision};
 pub use gcra::{Gcra, GcraBuilder, GcraRule};
 pub use keyed::{BuildError, Keyed, KeyedBuilder, KeyedGcra, WhenFull, MAX_SHARDS};

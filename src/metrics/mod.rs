@@ -32,6 +32,7 @@
 //! | `surgeguard_shed_rejected_total` | counter | `shedder`, `priority` = `critical` \| `normal` \| `sheddable`, `reason` = `limit` \| `queue_full` \| `deadline` |
 //! | `surgeguard_shed_shadow_rejected_total` | counter | `shedder` (shadow mode: admitted, would have been refused) |
 //! | `surgeguard_saturation` | gauge, 0 to 1 | `shedder` (see below) |
+//! | `surgeguard_ratelimit_decisions_total` | counter | `limiter`, `decision` = `allowed` \| `denied` (a [`Counted`](crate::limit::Counted) limiter) |
 //! | `surgeguard_redis_decisions_total` | counter | `limiter`, `source` = `redis` \| `over_limit_cache` \| `lease` \| `fallback` |
 //! | `surgeguard_redis_failures_total` | counter | `limiter` |
 //! | `surgeguard_redis_fallback_active` | gauge, 0 or 1 | `limiter` (the breaker is open) |

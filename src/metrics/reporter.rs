@@ -80,6 +80,34 @@ impl Reporter {
         self
     }
 
+    /// Adds a rate limiter whose decisions are [`Counted`](crate::limit::Counted),
+    /// under the label `limiter = name`; wrap it in
+    /// [`Shadow`](crate::limit::Shadow) outside the count to roll it out
+    /// in shadow mode (the count then says what it would have denied).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use surgeguard::limit::{Counted, Gcra, Quota};
+    /// # use surgeguard::metrics::Reporter;
+    /// let per_ip = Arc::new(Counted::new(Gcra::keyed::<std::net::IpAddr>(Quota::per_second(10)?).build()?));
+    /// let reporter = Reporter::new().limiter("per-ip", &per_ip);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn limiter<L: Send + Sync + 'static>(
+        mut self,
+        name: &str,
+        limiter: &std::sync::Arc<crate::limit::Counted<L>>,
+    ) -> Self {
+        let name = name.to_owned();
+        let decisions = |decision: &'static str| counter!("surgeguard_ratelimit_decisions_total", "limiter" => name.clone(), "decision" => decision);
+        self.sources.push(Box::new(LimiterMetrics {
+            allowed: decisions("allowed"),
+            denied: decisions("denied"),
+            limiter: std::sync::Arc::clone(limiter),
+        }));
+        self
+    }
+
     /// Adds a Redis limiter under the label `limiter = name` (feature
     /// `redis`).
     ///
@@ -215,6 +243,19 @@ impl<C: CacheSource> Source for CacheMetrics<C> {
         self.evicted_size.absolute(s.evictions);
         self.evicted_expired.absolute(s.expirations);
         self.entries.set(self.cache.entries() as f64);
+    }
+}
+
+struct LimiterMetrics<L> {
+    limiter: std::sync::Arc<crate::limit::Counted<L>>,
+    allowed: Counter,
+    denied: Counter,
+}
+
+impl<L: Send + Sync> Source for LimiterMetrics<L> {
+    fn publish(&self) {
+        self.allowed.absolute(self.limiter.allowed());
+        self.denied.absolute(self.limiter.denied());
     }
 }
 
