@@ -386,3 +386,21 @@ async fn a_key_of_the_wrong_type_is_a_script_error_and_flushed_scripts_reload() 
         .unwrap();
     assert!(ttl > 0, "every key expires: PTTL {ttl}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_mode_decides_and_counts_but_denies_nobody() {
+    // Redis is down and the policy is FailClosed: every check would be
+    // denied; in shadow mode every one is allowed and counted.
+    let url = format!("redis://127.0.0.1:{}/", redis_support::free_port());
+    let limiter = RedisGcra::builder(&url, Quota::per_second(10).unwrap())
+        .on_unavailable(Fallback::FailClosed)
+        .shadow(true)
+        .build()
+        .await
+        .unwrap();
+    for _ in 0..7 {
+        assert!(limiter.check("k").await.unwrap().is_allowed());
+    }
+    assert_eq!(limiter.stats().shadow_denials, 7);
+    assert_eq!(limiter.stats().fallback_decisions, 7);
+}

@@ -37,6 +37,7 @@
 //! | `surgeguard_redis_failures_total` | counter | `limiter` |
 //! | `surgeguard_redis_fallback_active` | gauge, 0 or 1 | `limiter` (the breaker is open) |
 //! | `surgeguard_redis_breaker_transitions_total` | counter | `limiter`, `to` = `open` \| `closed` |
+//! | `surgeguard_redis_shadow_denials_total` | counter | `limiter` (shadow mode: allowed, would have been denied) |
 //!
 //! **Saturation** (`surgeguard_saturation`), per shedder, between reports:
 //! 1 if it refused or queued anything since the last report (it is past

@@ -362,6 +362,7 @@ struct RedisMetrics {
     fallback_active: Gauge,
     opened: Counter,
     closed: Counter,
+    shadow_denials: Counter,
 }
 
 #[cfg(feature = "redis")]
@@ -378,6 +379,7 @@ impl RedisMetrics {
             failures: counter!("surgeguard_redis_failures_total", "limiter" => name.clone()),
             opened: transitions("open"),
             closed: transitions("closed"),
+            shadow_denials: counter!("surgeguard_redis_shadow_denials_total", "limiter" => name.clone()),
             fallback_active: gauge!("surgeguard_redis_fallback_active", "limiter" => name),
             limiter,
         }
@@ -396,6 +398,7 @@ impl Source for RedisMetrics {
         self.failures.absolute(s.redis_failures);
         self.opened.absolute(s.breaker_opened);
         self.closed.absolute(s.breaker_closed);
+        self.shadow_denials.absolute(s.shadow_denials);
         self.fallback_active
             .set(if s.breaker_open { 1.0 } else { 0.0 });
     }

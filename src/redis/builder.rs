@@ -97,6 +97,7 @@ pub struct RedisLimiterBuilder {
     max_key_len: usize,
     local_keys: usize,
     lease: Option<(u32, Duration)>,
+    shadow: bool,
     clock: Arc<dyn Clock>,
 }
 
@@ -114,6 +115,7 @@ impl RedisLimiterBuilder {
             max_key_len: 512,
             local_keys: 100_000,
             lease: None,
+            shadow: false,
             clock: Arc::new(SystemClock),
         }
     }
@@ -226,6 +228,21 @@ impl RedisLimiterBuilder {
         self
     }
 
+    /// Shadow mode (a dry run): every check is decided and counted as
+    /// usual, but a denial is returned as an allowance and counted in
+    /// [`RedisStats::shadow_denials`](super::RedisStats::shadow_denials).
+    ///
+    /// ```
+    /// # use surgeguard::limit::Quota;
+    /// # use surgeguard::redis::RedisGcra;
+    /// let builder = RedisGcra::builder("redis://127.0.0.1/", Quota::per_second(1)?).shadow(true);
+    /// # Ok::<(), surgeguard::limit::QuotaError>(())
+    /// ```
+    pub fn shadow(mut self, on: bool) -> Self {
+        self.shadow = on;
+        self
+    }
+
     /// The clock of the local parts: the breaker's cool-down, the
     /// over-limit cache, leases, the local fallback (default
     /// [`SystemClock`]). Redis decides on its own clock.
@@ -315,6 +332,7 @@ impl RedisLimiterBuilder {
             fallback,
             over_limit: OverLimit::new(self.local_keys as u64, Arc::clone(&self.clock))?,
             leases,
+            shadow: self.shadow,
             stats: Counters::default(),
         })
     }

@@ -56,6 +56,7 @@ pub struct RedisLimiter {
     pub(crate) fallback: Deciding,
     pub(crate) over_limit: OverLimit,
     pub(crate) leases: Option<Leases>,
+    pub(crate) shadow: bool,
     pub(crate) stats: Counters,
 }
 
@@ -85,6 +86,8 @@ pub struct RedisStats {
     pub breaker_closed: u64,
     /// Whether the breaker is open (or probing) now.
     pub breaker_open: bool,
+    /// Shadow mode: denials returned as allowances.
+    pub shadow_denials: u64,
 }
 
 #[derive(Default)]
@@ -96,6 +99,7 @@ pub(crate) struct Counters {
     redis_failures: AtomicU64,
     breaker_opened: AtomicU64,
     breaker_closed: AtomicU64,
+    shadow_denials: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -137,6 +141,32 @@ impl RedisLimiter {
     /// # Ok(()) }
     /// ```
     pub async fn check_n<K: Display + ?Sized>(
+        &self,
+        key: &K,
+        cost: u32,
+    ) -> Result<Decision, CheckError> {
+        let decision = self.decide_n(key, cost).await?;
+        Ok(match decision {
+            Decision::Denied {
+                limit,
+                remaining,
+                reset_after,
+                policy_window,
+                ..
+            } if self.shadow => {
+                bump(&self.stats.shadow_denials);
+                Decision::Allowed {
+                    limit,
+                    remaining,
+                    reset_after,
+                    policy_window,
+                }
+            }
+            decision => decision,
+        })
+    }
+
+    async fn decide_n<K: Display + ?Sized>(
         &self,
         key: &K,
         cost: u32,
@@ -223,6 +253,7 @@ impl RedisLimiter {
             breaker_opened: load(&s.breaker_opened),
             breaker_closed: load(&s.breaker_closed),
             breaker_open: self.breaker.is_open(),
+            shadow_denials: load(&s.shadow_denials),
         }
     }
 
