@@ -216,6 +216,18 @@ async fn with_redis_down_from_the_start_each_policy_decides_at_once() {
     assert_eq!(closed.stats().breaker_opened, 1);
 }
 
+/// A GCRA limiter taking leases of 10 units for 5 s on `clock`.
+async fn leasing(url: &str, prefix: &str, quota: Quota, clock: &ManualClock) -> RedisLimiter {
+    RedisGcra::builder(url, quota)
+        .prefix(prefix)
+        .lease(10, Duration::from_secs(5))
+        .timeout(Duration::from_secs(2))
+        .clock(clock.clone())
+        .build()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leases_save_round_trips_and_never_spend_a_unit_twice() {
     let Some(redis) = redis_support::start("leases_save_round_trips") else {
@@ -225,15 +237,9 @@ async fn leases_save_round_trips_and_never_spend_a_unit_twice() {
     let quota = Quota::per_hour(3_600).unwrap().burst(50).unwrap();
     let mut fleet = Vec::new();
     for _ in 0..2 {
-        let limiter = RedisGcra::builder(&redis.url(), quota)
-            .prefix("lease:")
-            .lease(10, Duration::from_secs(5))
-            .timeout(Duration::from_secs(2))
-            .clock(clock.clone())
-            .build()
-            .await
-            .unwrap();
-        fleet.push(Arc::new(limiter));
+        fleet.push(Arc::new(
+            leasing(&redis.url(), "lease:", quota, &clock).await,
+        ));
     }
     let started = Instant::now();
     let mut allowed = 0;
@@ -256,14 +262,7 @@ async fn leases_save_round_trips_and_never_spend_a_unit_twice() {
 
     // A lease that expires is dropped: its units are neither spent
     // locally nor given back to Redis.
-    let fresh = RedisGcra::builder(&redis.url(), quota)
-        .prefix("expiry:")
-        .lease(10, Duration::from_secs(5))
-        .timeout(Duration::from_secs(2))
-        .clock(clock.clone())
-        .build()
-        .await
-        .unwrap();
+    let fresh = leasing(&redis.url(), "expiry:", quota, &clock).await;
     assert!(fresh.check("k").await.unwrap().is_allowed()); // takes 10, keeps 9
     assert!(fresh.check("k").await.unwrap().is_allowed()); // from the lease
     assert_eq!(fresh.stats().lease_decisions, 1);
