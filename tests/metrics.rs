@@ -70,7 +70,12 @@ fn gauge(snapshotter: &Published, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 #[test]
 fn cache_hits_misses_and_loads_are_published() {
-    let cache: Cache<u32, u32> = Cache::builder().max_capacity(100).build().unwrap();
+    let clock = surgeguard::clock::ManualClock::new();
+    let cache: Cache<u32, u32> = Cache::builder()
+        .max_capacity(100)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     let (reporter, snapshotter) = recorded(|| Reporter::new().cache("products", &cache));
     cache.insert(1, 10);
     for _ in 0..3 {

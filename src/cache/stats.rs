@@ -5,6 +5,7 @@
 //! the sum over shards at the moment of the call.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// A snapshot of a cache's activity since it was built.
 ///
@@ -47,6 +48,9 @@ pub struct CacheStats {
     pub refreshes: u64,
     /// Expired values served by the loading methods (within a stale window).
     pub stale_served: u64,
+    /// Time spent in loads that have ended, from start to end, whatever the
+    /// outcome (`load_time / loads` is about the mean load time).
+    pub load_time: Duration,
 }
 
 impl CacheStats {
@@ -121,6 +125,8 @@ pub(crate) struct LoadCounters {
     pub(crate) coalesced: AtomicU64,
     pub(crate) refreshes: AtomicU64,
     pub(crate) stale_served: AtomicU64,
+    /// Nanoseconds spent in loads that have ended.
+    pub(crate) load_nanos: AtomicU64,
 }
 
 impl LoadCounters {
@@ -137,5 +143,6 @@ impl LoadCounters {
         total.coalesced += self.coalesced.load(Ordering::Relaxed);
         total.refreshes += self.refreshes.load(Ordering::Relaxed);
         total.stale_served += self.stale_served.load(Ordering::Relaxed);
+        total.load_time += Duration::from_nanos(self.load_nanos.load(Ordering::Relaxed));
     }
 }

@@ -23,6 +23,7 @@
 //! | `surgeguard_cache_requests_total` | counter | `cache`, `result` = `hit` \| `miss` \| `stale` (a stale serve is a miss that found an expired value in its stale window) |
 //! | `surgeguard_cache_loads_total` | counter | `cache`, `result` = `ok` \| `error` |
 //! | `surgeguard_cache_loads_coalesced_total` | counter | `cache` |
+//! | `surgeguard_cache_load_duration_seconds_sum`, `_count` | gauge (growing), counter | `cache`: time spent in loads and loads begun, so `rate(sum) / rate(count)` is the mean load time (a summary without quantiles: a histogram would need the load path to push every sample) |
 //! | `surgeguard_cache_refreshes_total` | counter | `cache` |
 //! | `surgeguard_cache_evictions_total` | counter | `cache`, `cause` = `size` \| `expired` |
 //! | `surgeguard_cache_entries` | gauge | `cache` |

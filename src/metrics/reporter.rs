@@ -204,6 +204,8 @@ struct CacheMetrics<C> {
     evicted_size: Counter,
     evicted_expired: Counter,
     entries: Gauge,
+    load_seconds: Gauge,
+    load_count: Counter,
 }
 
 impl<C: CacheSource> CacheMetrics<C> {
@@ -222,6 +224,8 @@ impl<C: CacheSource> CacheMetrics<C> {
             refreshes: counter!("surgeguard_cache_refreshes_total", "cache" => name.clone()),
             evicted_size: evictions("size"),
             evicted_expired: evictions("expired"),
+            load_seconds: gauge!("surgeguard_cache_load_duration_seconds_sum", "cache" => name.clone()),
+            load_count: counter!("surgeguard_cache_load_duration_seconds_count", "cache" => name.clone()),
             entries: gauge!("surgeguard_cache_entries", "cache" => name),
             cache,
         }
@@ -243,6 +247,8 @@ impl<C: CacheSource> Source for CacheMetrics<C> {
         self.evicted_size.absolute(s.evictions);
         self.evicted_expired.absolute(s.expirations);
         self.entries.set(self.cache.entries() as f64);
+        self.load_seconds.set(s.load_time.as_secs_f64());
+        self.load_count.absolute(s.loads);
     }
 }
 

@@ -217,6 +217,8 @@ where
     flight: Arc<Flight<K, V>>,
     ended: bool,
     holds_background_slot: bool,
+    /// When the load began, nanoseconds on the cache's clock.
+    started: u64,
 }
 
 impl<K, V, S> FlightGuard<K, V, S>
@@ -226,11 +228,13 @@ where
     S: BuildHasher + Send + Sync + 'static,
 {
     fn new(cache: Cache<K, V, S>, flight: Arc<Flight<K, V>>, holds_background_slot: bool) -> Self {
+        let started = cache.inner.config.now();
         FlightGuard {
             cache,
             flight,
             ended: false,
             holds_background_slot,
+            started,
         }
     }
 
@@ -260,6 +264,10 @@ where
         let flight = &self.flight;
         let inner = &self.cache.inner;
         let config = &inner.config;
+        inner
+            .loads
+            .load_nanos
+            .fetch_add(config.now().saturating_sub(self.started), Ordering::Relaxed);
         let loaded = match &outcome {
             Outcome::Loaded(value) => {
                 let weight = config.weigh(flight.key(), value);
