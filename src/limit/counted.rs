@@ -4,6 +4,8 @@
 //! every check writes: that single cache line would cost more than the
 //! check. [`Counted`] keeps its counts in 16 cache-line-sized stripes, each
 //! thread writing the stripe its id hashes to, and sums them when read.
+//! With the `tracing` feature a denial is also a debug event, at most one a
+//! second (with how many were held back).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -33,6 +35,10 @@ struct Stripe {
 pub struct Counted<L> {
     inner: L,
     stripes: Box<[Stripe; STRIPES]>,
+    /// With the `tracing` feature, denials are debug events, at most one a
+    /// second.
+    #[cfg(feature = "tracing")]
+    denial_events: crate::events::EventGate,
 }
 
 impl<L> Counted<L> {
@@ -47,6 +53,8 @@ impl<L> Counted<L> {
         Counted {
             inner,
             stripes: Box::default(),
+            #[cfg(feature = "tracing")]
+            denial_events: crate::events::EventGate::new(),
         }
     }
 
@@ -97,13 +105,29 @@ impl<L> Counted<L> {
     #[inline]
     fn count(&self, decision: Decision) -> Decision {
         let stripe = &self.stripes[stripe_of_this_thread()];
-        let counter = if decision.is_allowed() {
-            &stripe.allowed
+        if decision.is_allowed() {
+            stripe.allowed.fetch_add(1, Ordering::Relaxed);
         } else {
-            &stripe.denied
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+            stripe.denied.fetch_add(1, Ordering::Relaxed);
+            #[cfg(feature = "tracing")]
+            self.denial_event(&decision);
+        }
         decision
+    }
+
+    #[cfg(feature = "tracing")]
+    #[cold]
+    fn denial_event(&self, decision: &Decision) {
+        use crate::clock::Clock;
+        let now = crate::clock::SystemClock.now().as_nanos();
+        if let Some(held_back) = self.denial_events.pass(now) {
+            tracing::debug!(
+                retry_after = ?decision.retry_after(),
+                limit = decision.limit(),
+                held_back,
+                "surgeguard: rate limit denied a request"
+            );
+        }
     }
 }
 
