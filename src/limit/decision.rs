@@ -67,6 +67,27 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// The same decision as an allowance (shadow modes): a denial keeps its
+    /// limit, remaining units, reset time and window, and loses its retry
+    /// time. `None` if it was already an allowance.
+    pub(crate) fn denial_as_allowance(self) -> Option<Decision> {
+        match self {
+            Decision::Denied {
+                limit,
+                remaining,
+                reset_after,
+                policy_window,
+                ..
+            } => Some(Decision::Allowed {
+                limit,
+                remaining,
+                reset_after,
+                policy_window,
+            }),
+            Decision::Allowed { .. } => None,
+        }
+    }
+
     /// Whether the request may proceed.
     ///
     /// ```

@@ -71,23 +71,12 @@ impl<L> Shadow<L> {
     }
 
     fn allow(&self, decision: Decision) -> Decision {
-        match decision {
-            Decision::Denied {
-                limit,
-                remaining,
-                reset_after,
-                policy_window,
-                ..
-            } => {
+        match decision.denial_as_allowance() {
+            Some(allowance) => {
                 self.would_deny.fetch_add(1, Ordering::Relaxed);
-                Decision::Allowed {
-                    limit,
-                    remaining,
-                    reset_after,
-                    policy_window,
-                }
+                allowance
             }
-            allowed => allowed,
+            None => decision,
         }
     }
 }

@@ -55,6 +55,14 @@ impl Deciding {
         policy_window: Duration,
         retry_in: Duration,
     ) -> Decision {
+        // Until the breaker lets a probe through, at least a second.
+        let closed = Decision::Denied {
+            limit,
+            remaining: 0,
+            retry_after: retry_in.max(Duration::from_secs(1)),
+            reset_after: retry_in,
+            policy_window,
+        };
         match self {
             Deciding::FailOpen => Decision::Allowed {
                 limit,
@@ -62,24 +70,10 @@ impl Deciding {
                 reset_after: Duration::ZERO,
                 policy_window,
             },
-            Deciding::FailClosed => Decision::Denied {
-                limit,
-                remaining: 0,
-                retry_after: retry_in.max(Duration::from_secs(1)),
-                reset_after: retry_in,
-                policy_window,
-            },
-            Deciding::Local(local) => local
-                .check_n(&key.to_owned(), cost)
-                // The local share's burst may be below a cost the quota
-                // allows: deny it until Redis is back.
-                .unwrap_or(Decision::Denied {
-                    limit,
-                    remaining: 0,
-                    retry_after: retry_in.max(Duration::from_secs(1)),
-                    reset_after: retry_in,
-                    policy_window,
-                }),
+            Deciding::FailClosed => closed,
+            // The local share's burst may be below a cost the quota allows:
+            // deny it until Redis is back.
+            Deciding::Local(local) => local.check_n(&key.to_owned(), cost).unwrap_or(closed),
         }
     }
 }

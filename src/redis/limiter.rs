@@ -146,24 +146,13 @@ impl RedisLimiter {
         cost: u32,
     ) -> Result<Decision, CheckError> {
         let decision = self.decide_n(key, cost).await?;
-        Ok(match decision {
-            Decision::Denied {
-                limit,
-                remaining,
-                reset_after,
-                policy_window,
-                ..
-            } if self.shadow => {
+        match decision.denial_as_allowance() {
+            Some(allowance) if self.shadow => {
                 bump(&self.stats.shadow_denials);
-                Decision::Allowed {
-                    limit,
-                    remaining,
-                    reset_after,
-                    policy_window,
-                }
+                Ok(allowance)
             }
-            decision => decision,
-        })
+            _ => Ok(decision),
+        }
     }
 
     async fn decide_n<K: Display + ?Sized>(

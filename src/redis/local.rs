@@ -65,9 +65,9 @@ impl OverLimit {
 
 /// Units taken from Redis ahead of need.
 pub(crate) struct Leases {
+    /// Each lease expires `ttl` after it was taken (the cache's TTL).
     leases: Cache<String, Arc<AtomicU32>>,
     pub(crate) batch: u32,
-    ttl: Duration,
 }
 
 impl Leases {
@@ -84,7 +84,6 @@ impl Leases {
                 .clock(clock)
                 .build()?,
             batch,
-            ttl,
         })
     }
 
@@ -112,11 +111,9 @@ impl Leases {
             Some(lease) => {
                 lease.fetch_add(units, Ordering::AcqRel);
             }
-            None => self.leases.insert_with_ttl(
-                key.to_owned(),
-                Arc::new(AtomicU32::new(units)),
-                self.ttl,
-            ),
+            None => self
+                .leases
+                .insert(key.to_owned(), Arc::new(AtomicU32::new(units))),
         }
     }
 }
