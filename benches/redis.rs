@@ -11,8 +11,6 @@
 //!
 //! Run: `cargo bench --bench redis --features redis`
 
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,48 +18,12 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use surgeguard::limit::Quota;
 use surgeguard::redis::{RedisGcra, RedisLimiter, RedisWindow};
 
+// The tests' private redis-server (free port, killed on drop, SKIP line
+// when it is not installed).
+#[path = "../tests/redis_support/mod.rs"]
+mod redis_support;
+
 const KEYS: u64 = 1_000;
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_redis() -> Option<(Server, String)> {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
-        .ok()?
-        .port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some((server, format!("redis://127.0.0.1:{port}/")))
-}
 
 /// The fixed-window limiter of many tutorials: count in a key per window.
 const INCR_EXPIRE: &str = r"
@@ -126,10 +88,10 @@ fn run(
 }
 
 fn redis_checks(c: &mut Criterion) {
-    let Some((_server, url)) = start_redis() else {
-        eprintln!("SKIP redis bench: redis-server not found or did not start (apt-get install redis-server)");
+    let Some(server) = redis_support::start("redis bench") else {
         return;
     };
+    let url = server.url();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -115,6 +115,16 @@ pub struct Counts {
 }
 
 impl ByPage {
+    fn all_mut(&mut self) -> [&mut Counts; 5] {
+        [
+            &mut self.product,
+            &mut self.catalogue,
+            &mut self.asset,
+            &mut self.search,
+            &mut self.checkout,
+        ]
+    }
+
     fn of(&mut self, kind: PageKind) -> &mut Counts {
         match kind {
             PageKind::Product => &mut self.product,
@@ -210,9 +220,7 @@ impl Run {
             ..Summary::default()
         };
         for planned in plan {
-            let counts = summary.by_page.of(planned.page.kind());
-            counts.sent += 1;
-            counts.unanswered += 1;
+            summary.by_page.of(planned.page.kind()).sent += 1;
         }
         let (mut all, mut baseline, mut spike) = (Vec::new(), Vec::new(), Vec::new());
         let mut experienced = Vec::with_capacity(plan.len());
@@ -221,21 +229,11 @@ impl Run {
         for outcome in outcomes {
             experienced.push(experienced_ms(settings, outcome));
             let planned = &plan[outcome.index];
-            let is_checkout = planned.page.kind() == PageKind::Checkout;
             let counts = summary.by_page.of(planned.page.kind());
             match outcome.status {
-                Status::Succeeded => counts.succeeded += 1,
-                Status::Shed => counts.shed += 1,
-                Status::Limited => counts.limited += 1,
-                Status::TimedOut | Status::Failed => {}
-            }
-            if !matches!(outcome.status, Status::TimedOut | Status::Failed) {
-                counts.unanswered -= 1;
-            }
-            match outcome.status {
                 Status::Succeeded => {
+                    counts.succeeded += 1;
                     summary.succeeded += 1;
-                    summary.checkouts_succeeded += u64::from(is_checkout);
                     let ms = millis(outcome.latency);
                     all.push(ms);
                     match phase_at(settings, planned.at) {
@@ -244,8 +242,14 @@ impl Run {
                         Phase::Recovery => {}
                     }
                 }
-                Status::Shed => summary.shed += 1,
-                Status::Limited => summary.limited += 1,
+                Status::Shed => {
+                    counts.shed += 1;
+                    summary.shed += 1;
+                }
+                Status::Limited => {
+                    counts.limited += 1;
+                    summary.limited += 1;
+                }
                 Status::TimedOut => summary.timed_out += 1,
                 Status::Failed => summary.failed += 1,
             }
@@ -253,11 +257,12 @@ impl Run {
                 summary.refusals_without_retry_after += 1;
             }
         }
+        for counts in summary.by_page.all_mut() {
+            counts.unanswered = counts.sent - counts.succeeded - counts.shed - counts.limited;
+        }
         // Checkouts that never finished count against the success rate too.
-        summary.checkouts = plan
-            .iter()
-            .filter(|p| p.page.kind() == PageKind::Checkout)
-            .count() as u64;
+        summary.checkouts = summary.by_page.checkout.sent;
+        summary.checkouts_succeeded = summary.by_page.checkout.succeeded;
         summary.checkout_success_rate = if summary.checkouts == 0 {
             1.0
         } else {
