@@ -264,40 +264,23 @@ fn hot_keys_admit_exactly_the_limit() {
     for shards in [None, Some(1), Some(8)] {
         let clock = ManualClock::new();
         let with_shards = |max_keys: usize| shards.unwrap_or(max_keys / 16).max(1);
+        // The three rules, each over the same small table.
+        macro_rules! table_of {
+            ($rule:ident) => {
+                Box::new(
+                    $rule::keyed(quota)
+                        .max_keys(128)
+                        .shards(with_shards(128))
+                        .clock(clock.clone())
+                        .build()
+                        .unwrap(),
+                ) as Box<dyn RateLimiter<u64>>
+            };
+        }
         let limiters: Vec<(&str, Box<dyn RateLimiter<u64>>)> = vec![
-            (
-                "gcra",
-                Box::new(
-                    Gcra::keyed(quota)
-                        .max_keys(128)
-                        .shards(with_shards(128))
-                        .clock(clock.clone())
-                        .build()
-                        .unwrap(),
-                ),
-            ),
-            (
-                "sliding window",
-                Box::new(
-                    SlidingWindow::keyed(quota)
-                        .max_keys(128)
-                        .shards(with_shards(128))
-                        .clock(clock.clone())
-                        .build()
-                        .unwrap(),
-                ),
-            ),
-            (
-                "exact window",
-                Box::new(
-                    ExactWindow::keyed(quota)
-                        .max_keys(128)
-                        .shards(with_shards(128))
-                        .clock(clock.clone())
-                        .build()
-                        .unwrap(),
-                ),
-            ),
+            ("gcra", table_of!(Gcra)),
+            ("sliding window", table_of!(SlidingWindow)),
+            ("exact window", table_of!(ExactWindow)),
         ];
         for (name, limiter) in &limiters {
             // Taken before the flood of new keys can fill the table.
