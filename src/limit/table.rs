@@ -79,9 +79,12 @@
 //!   than empty; if they used up the table's spare room an insert would grow
 //!   it. Before that happens the shard rebuilds its table at the same size.
 //!
-//! **Why both.** Measured on a 16-core Xeon (`benches/limiter.rs`, ns per
-//! check per thread at 16 threads; `keyed_1k`: random keys out of 1,000,
-//! `keyed_hot8`: every thread on the same 8 keys; `max_keys` 1,250):
+//! **Why both.** Measured on a 16-core Xeon (`SURGEGUARD_BENCH_THREADS=16
+//! cargo bench --bench limiter keyed`, ns per check per thread at 16
+//! threads; `keyed_1k`: random keys out of 1,000, `keyed_hot8`: every thread
+//! on the same 8 keys; `max_keys` 1,250). "Before" is commit `872e474~1`;
+//! the two middle rows were builds of one half of the change each, made
+//! while choosing and not kept in the history:
 //!
 //! | | `keyed_1k` | `keyed_hot8` |
 //! |---|---:|---:|
