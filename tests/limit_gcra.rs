@@ -1,82 +1,19 @@
-//! GCRA limiters against a plainly written reference model, on a manual
-//! clock.
-//!
-//! The model is the textbook token bucket in integer nanoseconds: a bucket
-//! holds up to `burst × T` nanoseconds of credit, gains one nanosecond per
-//! nanosecond, and a request of cost `n` spends `n × T` if it is there. GCRA
-//! is the same machine written as a timestamp, so every decision (allowed or
-//! not, remaining, retry after) must match exactly, request by request.
+//! GCRA limiters against a plainly written reference model
+//! (`models/gcra.rs`), on a manual clock: every decision (allowed or not,
+//! remaining, retry after) must match exactly, request by request.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use proptest::prelude::*;
+#[path = "models/gcra.rs"]
+mod model;
+
+use model::{summary, BoundedKeyedModel, Expected, ModelBucket, ModelQuota};
 use surgeguard::clock::{Clock, Instant, ManualClock};
 use surgeguard::limit::{
     BuildError, CheckError, Decision, Gcra, Quota, QuotaError, RateLimiter, WhenFull, MAX_PERIOD,
 };
-
-/// A token bucket measured in nanoseconds of credit.
-#[derive(Debug, Clone)]
-struct ModelBucket {
-    credit: u64,
-    last: u64,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct ModelQuota {
-    interval: u64,
-    burst: u32,
-}
-
-impl ModelQuota {
-    fn of(quota: Quota) -> Self {
-        ModelQuota {
-            interval: quota.emission_interval().as_nanos() as u64,
-            burst: quota.max_burst(),
-        }
-    }
-
-    fn capacity(&self) -> u64 {
-        self.interval * u64::from(self.burst)
-    }
-
-    fn full_bucket(&self) -> ModelBucket {
-        ModelBucket {
-            credit: self.capacity(),
-            last: 0,
-        }
-    }
-
-    fn is_full(&self, bucket: &ModelBucket, now: u64) -> bool {
-        bucket.credit + (now - bucket.last) >= self.capacity()
-    }
-
-    /// (allowed, remaining, retry_after nanos)
-    fn check(&self, bucket: &mut ModelBucket, now: u64, cost: u32) -> (bool, u32, u64) {
-        bucket.credit = (bucket.credit + (now - bucket.last)).min(self.capacity());
-        bucket.last = now;
-        let needed = u64::from(cost) * self.interval;
-        if bucket.credit >= needed {
-            bucket.credit -= needed;
-            (true, (bucket.credit / self.interval) as u32, 0)
-        } else {
-            (
-                false,
-                (bucket.credit / self.interval) as u32,
-                needed - bucket.credit,
-            )
-        }
-    }
-}
-
-fn summary(decision: &Decision) -> (bool, u32, u64) {
-    (
-        decision.is_allowed(),
-        decision.remaining(),
-        decision.retry_after().map_or(0, |d| d.as_nanos() as u64),
-    )
-}
 
 fn quota_strategy() -> impl Strategy<Value = Quota> {
     (1u32..50, 1u64..3_000, 1u32..12).prop_map(|(count, period_ms, burst)| {
@@ -162,36 +99,21 @@ proptest! {
             .clock(clock.clone())
             .build()
             .unwrap();
-        let model = ModelQuota::of(quota);
-        let mut tracked: HashMap<u8, ModelBucket> = HashMap::new();
-        let mut overflow = model.full_bucket();
+        let mut model = BoundedKeyedModel::new(quota, max_keys, share);
         for (step, key, cost) in steps {
             clock.advance(Duration::from_nanos(step));
             let now = clock.now().as_nanos();
             let Ok(decision) = limiter.check_n(&key, cost) else {
-                prop_assert!(cost > model.burst);
+                prop_assert!(cost > model.quota.burst);
                 continue;
             };
-            let expected = if let Some(bucket) = tracked.get_mut(&key) {
-                model.check(bucket, now, cost)
-            } else if cost == 0 {
-                model.check(&mut model.full_bucket(), now, 0)
-            } else {
-                tracked.retain(|_, bucket| !model.is_full(bucket, now));
-                if tracked.len() < max_keys {
-                    let mut bucket = model.full_bucket();
-                    let outcome = model.check(&mut bucket, now, cost);
-                    tracked.insert(key, bucket);
-                    outcome
-                } else if share {
-                    model.check(&mut overflow, now, cost)
-                } else {
+            match model.check(&key, now, cost) {
+                Expected::Outcome(expected) => prop_assert_eq!(summary(&decision), expected),
+                Expected::DeniedNewKey => {
                     prop_assert!(decision.is_denied());
                     prop_assert_eq!(decision.remaining(), 0);
-                    continue;
                 }
-            };
-            prop_assert_eq!(summary(&decision), expected);
+            }
             prop_assert!(limiter.tracked_keys() <= max_keys);
         }
     }

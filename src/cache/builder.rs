@@ -113,6 +113,15 @@ pub enum BuildError {
     /// A shard count of zero, above [`MAX_SHARDS`], or not a power of two.
     #[error("shards is {0}: use a power of two between 1 and 65536")]
     InvalidShards(usize),
+    /// More shards than units of capacity: some shards could hold nothing,
+    /// and keys that hash to them would never be cached.
+    #[error("shards is {shards} but the capacity is only {capacity}: use at most {capacity} shards, or leave the count to the default")]
+    MoreShardsThanCapacity {
+        /// The requested shard count.
+        shards: usize,
+        /// The capacity (entries or weight).
+        capacity: u64,
+    },
     /// `refresh_after` is not shorter than `time_to_live`.
     #[error(
         "refresh_after must be shorter than time_to_live: an entry would expire before its refresh"
@@ -261,12 +270,16 @@ where
     /// most 256, or 16 with a weigher), reduced so that each shard holds at
     /// least 2048 units of capacity. Each shard gets an equal part of the
     /// capacity, so an entry heavier than `capacity / shards` is never stored
-    /// ([`Cache::max_entry_weight`]).
+    /// ([`Cache::max_entry_weight`]); more shards than units of capacity is
+    /// [`BuildError::MoreShardsThanCapacity`]. Room reserved at build time is
+    /// capped for the cache as a whole, so many shards do not multiply it.
     ///
     /// ```
-    /// # use surgeguard::cache::Cache;
+    /// # use surgeguard::cache::{BuildError, Cache};
     /// let cache: Cache<u64, u64> = Cache::builder().max_capacity(100).shards(1).build()?;
     /// assert_eq!(cache.max_entry_weight(), 100);
+    /// let too_many = Cache::<u64, u64>::builder().max_capacity(100).shards(128).build();
+    /// assert!(matches!(too_many, Err(BuildError::MoreShardsThanCapacity { .. })));
     /// # Ok::<(), surgeguard::cache::BuildError>(())
     /// ```
     pub fn shards(mut self, shards: usize) -> Self {
@@ -356,6 +369,12 @@ where
         let shards = match self.shards {
             Some(n) if n == 0 || n > MAX_SHARDS || !n.is_power_of_two() => {
                 return Err(BuildError::InvalidShards(n))
+            }
+            Some(n) if n as u64 > capacity => {
+                return Err(BuildError::MoreShardsThanCapacity {
+                    shards: n,
+                    capacity,
+                })
             }
             Some(n) => n,
             None => default_shards(capacity, self.weigher.is_some()),

@@ -138,6 +138,13 @@ pub enum BuildError {
         /// The quota's burst.
         burst: u32,
     },
+    /// `max_keys` so large that the table (reserved up front, so that it never
+    /// grows under load) could not be allocated.
+    #[error("room for max_keys = {max_keys} keys could not be allocated (the table is reserved up front, tens of bytes per key): lower max_keys")]
+    TooManyKeys {
+        /// The requested `max_keys`.
+        max_keys: usize,
+    },
     /// An exact window whose log per key would be too large.
     #[error("an exact window of {limit} per window keeps {limit} timestamps per key: use at most {max}, or the approximate SlidingWindow")]
     ExactWindowTooLarge {
@@ -451,12 +458,15 @@ where
 {
     /// The most keys tracked at once (default 100,000). The table for them
     /// is allocated at build time: about 23 bytes per key for `u64` keys
-    /// under GCRA.
+    /// under GCRA. A `max_keys` whose table cannot be allocated is
+    /// [`BuildError::TooManyKeys`], not an abort.
     ///
     /// ```
-    /// # use surgeguard::limit::{Gcra, Quota};
+    /// # use surgeguard::limit::{BuildError, Gcra, Quota};
     /// let limiter = Gcra::keyed::<u64>(Quota::per_second(1)?).max_keys(10).build()?;
     /// assert_eq!(limiter.max_keys(), 10);
+    /// let absurd = Gcra::keyed::<u64>(Quota::per_second(1)?).max_keys(usize::MAX).build();
+    /// assert!(matches!(absurd, Err(BuildError::TooManyKeys { .. })));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn max_keys(mut self, keys: usize) -> Self {
@@ -564,7 +574,11 @@ where
         };
         let overflow = Mutex::new(rule.fresh_state());
         Ok(Keyed {
-            table: Table::new(rule, self.max_keys, shards, self.hasher),
+            table: Table::new(rule, self.max_keys, shards, self.hasher).map_err(|_| {
+                BuildError::TooManyKeys {
+                    max_keys: self.max_keys,
+                }
+            })?,
             when_full: self.when_full,
             overflow,
             clock: self.clock,

@@ -262,6 +262,10 @@ pub(crate) struct Table<K, R: KeyRule, S> {
     max_keys: usize,
 }
 
+/// The memory for the requested number of keys could not be reserved.
+#[derive(Debug)]
+pub(crate) struct TableTooLarge;
+
 /// Places a shard with a mean share of `share` keys may hold beyond its
 /// share: `⌈4√share⌉ + 4` below [`EXACT_SHARE_KEYS`], none from there on.
 pub(crate) fn slack(share: usize) -> usize {
@@ -280,20 +284,30 @@ where
     S: BuildHasher,
 {
     /// `shards` must be between 1 and `max_keys` (the builder checks).
-    pub(crate) fn new(rule: R, max_keys: usize, shards: usize, hasher: S) -> Self {
+    pub(crate) fn new(
+        rule: R,
+        max_keys: usize,
+        shards: usize,
+        hasher: S,
+    ) -> Result<Self, TableTooLarge> {
         let slack = if shards > 1 {
             slack(max_keys / shards)
         } else {
             0
         };
-        let shards: Box<[_]> = (0..shards)
+        // An eighth of spare room beyond the cap keeps tombstone rebuilds at
+        // least capacity / 7 removals apart.
+        let spared = |capacity: usize| capacity.saturating_add(capacity / 7).saturating_add(1);
+        let shards = (0..shards)
             .map(|index| {
                 let share = max_keys / shards + usize::from(index < max_keys % shards);
-                let mut capacity = (share + slack).min(max_keys);
-                // An eighth of spare room beyond the cap keeps tombstone
-                // rebuilds at least capacity / 7 removals apart.
-                let spared = |capacity: usize| capacity + capacity / 7 + 1;
-                let table = HashTable::with_capacity(spared(capacity));
+                let mut capacity = share.saturating_add(slack).min(max_keys);
+                // Reserved up front, and fallibly: a `max_keys` no allocator
+                // can hold is a build error, not an abort.
+                let mut table = HashTable::new();
+                table
+                    .try_reserve(spared(capacity), |_: &Slot<K, R::State>| 0)
+                    .map_err(|_| TableTooLarge)?;
                 if slack > 0 {
                     // The bucket count is a power of two: a shard with slack
                     // uses all the table holds, at no cost in memory.
@@ -301,16 +315,16 @@ where
                         capacity += 1;
                     }
                 }
-                PaddedShard(RwLock::new(Shard {
+                Ok(PaddedShard(RwLock::new(Shard {
                     table,
                     capacity,
                     reserved: spared(capacity),
                     idle_bound: 0,
                     cursor: 0,
-                }))
+                })))
             })
-            .collect();
-        Table {
+            .collect::<Result<Box<[_]>, TableTooLarge>>()?;
+        Ok(Table {
             shards,
             room: (slack > 0).then(|| {
                 Box::new(Room {
@@ -321,7 +335,7 @@ where
             hasher,
             rule,
             max_keys,
-        }
+        })
     }
 
     /// The shard for `hash`, from bits 24..56: hashbrown takes bucket
@@ -641,7 +655,7 @@ mod tests {
 
     fn gcra_table(max_keys: usize, shards: usize) -> Table<u64, GcraRule, ahash::RandomState> {
         let rule = GcraRule::new(Quota::per_second(1_000).unwrap());
-        Table::new(rule, max_keys, shards, ahash::RandomState::new())
+        Table::new(rule, max_keys, shards, ahash::RandomState::new()).unwrap()
     }
 
     fn free_places(table: &Table<u64, GcraRule, ahash::RandomState>) -> usize {

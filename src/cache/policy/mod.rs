@@ -196,9 +196,10 @@ const DEPTH_REJECTED: f64 = 0.12;
 const DEPTH_VICTIM: f64 = 0.2;
 /// Window adjustment per counted ghost hit: weight × (1 + sized / this).
 const STEP_DIVISOR: f64 = 1000.0;
-/// Sketch and ghost are sized for at least this many entries (or the
-/// capacity, when smaller) from the start.
-const MIN_SIZED: u64 = 1 << 16;
+/// Sketch and ghost are sized for at least this many entries from the start,
+/// unless the shard's capacity or its share of the cache's up-front budget
+/// ([`Policy::new`]'s `up_front`) is smaller.
+pub(crate) const MIN_SIZED: u64 = 1 << 16;
 /// Sketch and ghost never grow beyond this many entries.
 const MAX_SIZED: u64 = 1 << 24;
 /// Candidates at least this frequent get a 1/128 chance despite losing
@@ -285,10 +286,12 @@ impl fmt::Debug for Policy {
 }
 
 impl Policy {
-    /// `capacity`: this shard's total weight budget (>= 1).
-    pub(crate) fn new(capacity: u64) -> Self {
+    /// `capacity`: this shard's total weight budget (>= 1); `up_front`:
+    /// the most entries to size the sketch and ghost for before any arrive
+    /// (they grow as entries do).
+    pub(crate) fn new(capacity: u64, up_front: u64) -> Self {
         let capacity = capacity.max(1);
-        let sized = capacity.min(MIN_SIZED);
+        let sized = capacity.min(MIN_SIZED).min(up_front.max(1));
         let window_target = capacity as f64 * INITIAL_WINDOW;
         let ghost_depths = [
             ((capacity as f64 * DEPTH_REJECTED) as u64).max(1),
@@ -296,7 +299,7 @@ impl Policy {
         ];
         // Reserve the links a full shard needs (capped like the sketch), so
         // they never reallocate on the way there.
-        let links = usize::try_from(capacity.saturating_add(1).min(MIN_SIZED + 1)).unwrap_or(0);
+        let links = usize::try_from(capacity.saturating_add(1).min(sized + 1)).unwrap_or(0);
         let mut p = Policy {
             nodes: Vec::with_capacity(links),
             lists: [List::EMPTY; 4],

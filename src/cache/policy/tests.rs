@@ -62,7 +62,7 @@ struct Harness {
 impl Harness {
     fn new(cap: u64) -> Self {
         Harness {
-            p: Policy::new(cap),
+            p: Policy::new(cap, MIN_SIZED),
             cap,
             map: HashMap::new(),
             keys: Vec::new(),
@@ -143,7 +143,7 @@ impl Harness {
 
 #[test]
 fn empty_policy_has_nothing_to_evict() {
-    let mut p = Policy::new(10);
+    let mut p = Policy::new(10, MIN_SIZED);
     assert_eq!(p.evict(&Vec::<EntryMeta>::new()), None);
     assert_eq!(p.len(), 0);
     assert_eq!(p.weight(), 0);
@@ -214,7 +214,7 @@ fn weights_are_tracked() {
 
 #[test]
 fn evict_until_empty_returns_each_entry_once() {
-    let mut p = Policy::new(1_000_000);
+    let mut p = Policy::new(1_000_000, MIN_SIZED);
     let metas: Vec<EntryMeta> = (0..500u32).map(|i| EntryMeta::new(1 + i % 3)).collect();
     for i in 0..500u32 {
         p.insert(&metas, i, mix64(u64::from(i)));
@@ -309,7 +309,7 @@ fn window_opens_for_recency_and_stays_small_for_loops() {
 #[test]
 fn grows_history_with_residents() {
     let cap = MIN_SIZED * 4;
-    let mut p = Policy::new(cap);
+    let mut p = Policy::new(cap, MIN_SIZED);
     assert_eq!(p.sized, MIN_SIZED);
     let metas: Vec<EntryMeta> = (0..=MIN_SIZED).map(|_| EntryMeta::new(1)).collect();
     for i in 0..(MIN_SIZED as u32 + 1) {
@@ -324,7 +324,7 @@ fn grows_history_with_residents() {
 #[test]
 fn history_costs_at_most_8_bytes_per_entry_at_shard_scale() {
     // 1M entries over 32 shards.
-    let p = Policy::new(31_250);
+    let p = Policy::new(31_250, MIN_SIZED);
     let sketch = 8 * p.sketch.words();
     let ghost = 4 * p.ghost.len();
     assert_eq!(sketch, 187_456, "2,929 blocks of 64 bytes");

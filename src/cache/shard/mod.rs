@@ -89,11 +89,13 @@ pub(crate) struct Shard<K, V> {
 }
 
 impl<K: Hash + Eq, V: Clone> Shard<K, V> {
-    pub(crate) fn new(capacity: u64, count_bound: bool) -> Self {
+    /// `up_front`: the most entries this shard reserves room for at build
+    /// time (see `Cache::from_parts`).
+    pub(crate) fn new(capacity: u64, count_bound: bool, up_front: u64) -> Self {
         // Count-bounded shards size their table once, so no insert ever pays
         // for a rehash (capped, so a huge never-filled capacity costs nothing).
         let presize = if count_bound {
-            capacity.min(1 << 16) as usize
+            capacity.min(up_front) as usize
         } else {
             0
         };
@@ -104,7 +106,7 @@ impl<K: Hash + Eq, V: Clone> Shard<K, V> {
             state: RwLock::new(State {
                 table: HashTable::with_capacity(reserve),
                 slots: Vec::with_capacity(reserve),
-                policy: Policy::new(capacity),
+                policy: Policy::new(capacity, up_front),
                 expiry: None,
                 writes: WriteCounters::default(),
                 flights: HashTable::new(),
