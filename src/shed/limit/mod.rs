@@ -21,7 +21,9 @@
 //!   Drops decrease it, so requests that all time out at the same latency do
 //!   not look healthy (issue #137), and the baseline does not learn from
 //!   saturated periods, so modest overload cannot creep the limit up forever
-//!   (the PR #134 discussion).
+//!   (the PR #134 discussion). The baseline is the long-run average latency
+//!   of the traffic mix and the tolerance widens with the mix's spread, so
+//!   cheap and costly requests mixed do not pin the limit at its minimum.
 
 mod aimd;
 mod gradient;
