@@ -4,7 +4,7 @@
 
 mod http_support;
 
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,9 +20,18 @@ use surgeguard::http::{ResponseCacheLayer, ResponseCacheService};
 /// A handler that counts its calls and answers with `headers` and a body
 /// naming the call.
 fn counting(calls: &Arc<AtomicUsize>, headers: &'static [(&'static str, &'static str)]) -> Router {
+    counting_at("/page", calls, headers)
+}
+
+/// [`counting`] at `path`.
+fn counting_at(
+    path: &str,
+    calls: &Arc<AtomicUsize>,
+    headers: &'static [(&'static str, &'static str)],
+) -> Router {
     let calls = Arc::clone(calls);
     Router::new().route(
-        "/page",
+        path,
         get(move || {
             let call = calls.fetch_add(1, Ordering::SeqCst) + 1;
             async move {
@@ -347,4 +356,163 @@ async fn large_bodies_stream_through_uncached() {
         assert_eq!(answer.body.len(), 10_000);
     }
     assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+/// A route that answers `fresh N` (its Nth call) with `cache_control`
+/// while `failing` is off, and `503 down` while it is on.
+fn flaky(calls: &Arc<AtomicUsize>, failing: &Arc<AtomicBool>, cache_control: String) -> Router {
+    let (calls, failing) = (Arc::clone(calls), Arc::clone(failing));
+    Router::new().route(
+        "/page",
+        get(move || {
+            let call = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            let down = failing.load(Ordering::SeqCst);
+            let cache_control = cache_control.clone();
+            async move {
+                if down {
+                    (StatusCode::SERVICE_UNAVAILABLE, "down").into_response()
+                } else {
+                    ([("cache-control", cache_control)], format!("fresh {call}")).into_response()
+                }
+            }
+        }),
+    )
+}
+
+#[tokio::test]
+async fn each_route_is_served_stale_within_its_own_window() {
+    let clock = ManualClock::new();
+    let (short, long, default) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let cache = ResponseCacheLayer::builder()
+        .stale_while_revalidate(Duration::from_secs(60))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let app = counting_at(
+        "/short",
+        &short,
+        &[("cache-control", "max-age=10, stale-while-revalidate=5")],
+    )
+    .merge(counting_at(
+        "/long",
+        &long,
+        &[("cache-control", "max-age=10, stale-while-revalidate=30")],
+    ))
+    .merge(counting_at(
+        "/default",
+        &default,
+        &[("cache-control", "max-age=10")],
+    ))
+    .layer(cache.clone());
+    let address = serve(app).await;
+    let client = client();
+    for path in ["/short", "/long", "/default"] {
+        assert_eq!(fetch(&client, address, path).await.text(), "call 1");
+    }
+
+    // Ten seconds stale: past /short's 5, within /long's 30 and the
+    // layer's 60 that /default gets.
+    clock.advance(Duration::from_secs(20));
+    let long_stale = fetch(&client, address, "/long").await;
+    assert_eq!(long_stale.text(), "call 1");
+    assert_eq!(long_stale.header("age"), Some("20"));
+    let default_stale = fetch(&client, address, "/default").await;
+    assert_eq!(default_stale.text(), "call 1");
+    let short_fresh = fetch(&client, address, "/short").await;
+    assert_eq!(short_fresh.text(), "call 2");
+    assert_eq!(short_fresh.header("age"), Some("0"));
+    assert_eq!(short.load(Ordering::SeqCst), 2);
+
+    // The stale answers each started one reload behind: wait for its event
+    // (the new response), not for time.
+    for (path, calls) in [("/long", &long), ("/default", &default)] {
+        let mut answer = fetch(&client, address, path).await;
+        while answer.text() == "call 1" {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            answer = fetch(&client, address, path).await;
+        }
+        assert_eq!(answer.text(), "call 2", "{path}");
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "{path}");
+    }
+    assert!(cache.stats().stale_served >= 2);
+}
+
+#[tokio::test]
+async fn must_revalidate_is_never_served_stale_even_on_error() {
+    for directive in ["must-revalidate", "proxy-revalidate"] {
+        let clock = ManualClock::new();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let failing = Arc::new(AtomicBool::new(false));
+        let cache_control = format!("max-age=10, {directive}, stale-if-error=600");
+        let app = flaky(&calls, &failing, cache_control).layer(
+            ResponseCacheLayer::builder()
+                .stale_while_revalidate(Duration::from_secs(60))
+                .stale_if_error(Duration::from_secs(600))
+                .clock(clock.clone())
+                .build()
+                .unwrap(),
+        );
+        let address = serve(app).await;
+        let client = client();
+        assert_eq!(fetch(&client, address, "/page").await.text(), "fresh 1");
+        assert_eq!(fetch(&client, address, "/page").await.text(), "fresh 1");
+
+        // Stale within the layer's stale-while-revalidate: the handler
+        // answers, not storage.
+        clock.advance(Duration::from_secs(20));
+        let revalidated = fetch(&client, address, "/page").await;
+        assert_eq!(revalidated.text(), "fresh 2", "{directive}");
+        assert_eq!(revalidated.header("age"), Some("0"));
+
+        // Stale, and the handler fails: its 503 goes through, twice.
+        failing.store(true, Ordering::SeqCst);
+        clock.advance(Duration::from_secs(20));
+        for _ in 0..2 {
+            let failed = fetch(&client, address, "/page").await;
+            assert_eq!(
+                (failed.status, failed.text()),
+                (StatusCode::SERVICE_UNAVAILABLE, "down"),
+                "{directive}"
+            );
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 4, "{directive}");
+    }
+}
+
+#[tokio::test]
+async fn stale_if_error_comes_from_the_response() {
+    let clock = ManualClock::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let failing = Arc::new(AtomicBool::new(false));
+    let app = flaky(
+        &calls,
+        &failing,
+        "max-age=10, stale-if-error=15".to_string(),
+    )
+    .layer(
+        ResponseCacheLayer::builder()
+            .stale_if_error(Duration::from_secs(600))
+            .clock(clock.clone())
+            .build()
+            .unwrap(),
+    );
+    let address = serve(app).await;
+    let client = client();
+    assert_eq!(fetch(&client, address, "/page").await.text(), "fresh 1");
+    failing.store(true, Ordering::SeqCst);
+    clock.advance(Duration::from_secs(20));
+    let stale = fetch(&client, address, "/page").await;
+    assert_eq!((stale.status, stale.text()), (StatusCode::OK, "fresh 1"));
+    assert_eq!(stale.header("age"), Some("20"));
+    // Twenty seconds stale: past the response's 15, within the layer's 600.
+    clock.advance(Duration::from_secs(10));
+    let failed = fetch(&client, address, "/page").await;
+    assert_eq!(
+        (failed.status, failed.text()),
+        (StatusCode::SERVICE_UNAVAILABLE, "down")
+    );
 }

@@ -85,5 +85,6 @@ pub use key::{GlobalKey, HeaderKey, KeyExtractor, MissingKey, RequestHead, Route
 pub use load_shed::{LoadShedFuture, LoadShedLayer, LoadShedService};
 pub use rate_limit::{RateLimitFuture, RateLimitLayer, RateLimitService};
 pub use response_cache::{
-    ResponseCacheBuildError, ResponseCacheBuilder, ResponseCacheLayer, ResponseCacheService,
+    ResponseCacheBuildError, ResponseCacheBuilder, ResponseCacheFuture, ResponseCacheLayer,
+    ResponseCacheService,
 };

@@ -2,15 +2,15 @@
 //! up to the limit, and either store the response or hand it back to the
 //! request it belongs to.
 //!
-//! Every caller puts its request in a [`Slot`] that only its own loader
-//! can reach. The cache runs at most one loader per key; the others are
-//! dropped unrun, so a caller whose request is still in its slot knows its
-//! loader did not run. A response that may be shared is stored (with its
-//! own time-to-live, through `insert_with_ttl`) and returned to every
-//! waiter; one that may not (`private`, `Set-Cookie`, too large, an error)
-//! is put back in its caller's slot as a [`Handoff`], and the loader fails,
-//! so the cache shares nothing and falls back to a stale entry within
-//! stale-if-error.
+//! Every caller puts its request in a [`Slot`] that only its own loaders
+//! can reach. A response that may be shared is stored (with its own
+//! time-to-live, through `insert_with_ttl`) and returned to every waiter,
+//! and its caller's slot says so too ([`Handoff::Stored`]): a caller whose
+//! loader became the cache's background reload finds its request's outcome
+//! there. One that may not be shared (`private`, `Set-Cookie`, too large,
+//! an error) goes back to its caller's slot as a [`Handoff::Answer`], and
+//! the loader fails, so the cache shares nothing and falls back to a stale
+//! entry within stale-if-error.
 
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -20,41 +20,16 @@ use http::header::{CONTENT_LENGTH, IF_MODIFIED_SINCE, IF_NONE_MATCH};
 use http::{Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
-use parking_lot::Mutex;
 use tower_service::Service;
 
 use super::key::{vary_names, VariantKey};
 use super::policy::storable;
+use super::slot::{Handoff, Running, Slot};
 use super::stored::StoredResponse;
 use super::Core;
 use crate::http::body::GuardedBody;
 
-/// A caller's request until its loader takes it, then what the loader
-/// hands back to that caller.
-// One per request, already behind an `Arc`: boxing the request would add
-// an allocation to every miss for nothing.
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Slot<ReqBody, ResBody: Body, E> {
-    Request(Request<ReqBody>),
-    Taken,
-    Handoff(Handoff<ResBody, E>),
-}
-
-/// A result for the caller whose request the loader used, not shared.
-pub(crate) enum Handoff<ResBody: Body, E> {
-    /// The inner service's answer: a response not to be shared, or its
-    /// error. `failed` is true for an error or a 500, 502, 503 or 504,
-    /// the failures RFC 5861's stale-if-error covers.
-    Answer {
-        result: Box<Result<Response<GuardedBody<ResBody>>, E>>,
-        failed: bool,
-    },
-    /// Stored, but under another variant than the key the load ran for
-    /// (the response named a `Vary` the layer did not know yet).
-    Stored(Arc<StoredResponse>),
-}
-
-pub(crate) type SharedSlot<ReqBody, ResBody, E> = Arc<Mutex<Slot<ReqBody, ResBody, E>>>;
+pub(crate) type SharedSlot<ReqBody, ResBody, E> = Arc<Slot<ReqBody, ResBody, E>>;
 
 /// Why a load stored nothing; the caller's slot says more.
 #[derive(Debug, Clone, Copy)]
@@ -72,17 +47,8 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: Body<Data = Bytes> + Unpin,
 {
-    let request = match std::mem::replace(&mut *slot.lock(), Slot::Taken) {
-        Slot::Request(request) => request,
-        other => {
-            *slot.lock() = other;
-            return Err(NotStored);
-        }
-    };
-    let hand_back = |handoff: Handoff<ResBody, S::Error>| {
-        *slot.lock() = Slot::Handoff(handoff);
-        Err(NotStored)
-    };
+    // Another loader of this caller's took the request first.
+    let (request, running) = slot.take().ok_or(NotStored)?;
     let (mut parts, body) = request.into_parts();
     // The stored response must be the full one: the layer answers the
     // conditions itself.
@@ -97,10 +63,13 @@ where
     let response = match answer {
         Ok(response) => response,
         Err(error) => {
-            return hand_back(Handoff::Answer {
-                result: Box::new(Err(error)),
-                failed: true,
-            })
+            return hand_back(
+                running,
+                Handoff::Answer {
+                    result: Box::new(Err(error)),
+                    failed: true,
+                },
+            )
         }
     };
     let failed = matches!(response.status().as_u16(), 500 | 502 | 503 | 504);
@@ -108,7 +77,7 @@ where
         &request_headers,
         response.status(),
         response.headers(),
-        core.serves_stale,
+        core.stale_limits,
     );
     let declared = response
         .headers()
@@ -118,32 +87,28 @@ where
     let fits = declared.is_none_or(|length| length <= core.max_body_bytes as u64);
     let (Some(verdict), true) = (verdict, fits) else {
         let result = Box::new(Ok(response.map(GuardedBody::inner)));
-        return hand_back(Handoff::Answer { result, failed });
+        return hand_back(running, Handoff::Answer { result, failed });
     };
     let (head, body) = response.into_parts();
     let body = match buffer(body, core.max_body_bytes).await {
         Buffered::Complete(bytes) => bytes,
         unfinished => {
             let result = Box::new(Ok(Response::from_parts(head, unfinished.into_body())));
-            return hand_back(Handoff::Answer { result, failed });
+            return hand_back(running, Handoff::Answer { result, failed });
         }
     };
     let Some(vary) = vary_names(&head.headers) else {
         let result = Box::new(Ok(Response::from_parts(head, GuardedBody::full(body))));
-        return hand_back(Handoff::Answer { result, failed });
+        return hand_back(running, Handoff::Answer { result, failed });
     };
-    let stored = Arc::new(StoredResponse::new(
-        head,
-        body,
-        core.clock.now(),
-        verdict.initial_age,
-    ));
+    let stored = Arc::new(StoredResponse::new(head, body, core.clock.now(), &verdict));
     let variant = VariantKey::new(key.resource.clone(), &vary, &request_headers);
     if vary.is_empty() {
         if core.variants.contains_key(&key.resource) {
             drop(core.variants.remove(&key.resource));
         }
     } else {
+        core.varied.mark(&key.resource);
         core.variants.insert(key.resource.clone(), vary.into());
     }
     // Storing here, with the response's own lifetime, supersedes the
@@ -151,11 +116,22 @@ where
     // flight does not store it again with the cache's default lifetime.
     core.entries
         .insert_with_ttl(variant.clone(), Arc::clone(&stored), verdict.time_to_live);
-    if variant == key {
+    let same_key = variant == key;
+    running.end(Handoff::Stored(Arc::clone(&stored)));
+    if same_key {
         Ok(stored)
     } else {
-        hand_back(Handoff::Stored(stored))
+        Err(NotStored)
     }
+}
+
+/// Gives the caller its answer, not shared: the load fails.
+fn hand_back<ReqBody, ResBody: Body, E>(
+    running: Running<ReqBody, ResBody, E>,
+    handoff: Handoff<ResBody, E>,
+) -> Result<Arc<StoredResponse>, NotStored> {
+    running.end(handoff);
+    Err(NotStored)
 }
 
 /// A body read as far as the limit allows.

@@ -1,12 +1,15 @@
 //! Building the response-cache layer: the cache behind it, sized in bytes,
 //! and its stale windows.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tower_layer::Layer;
 
+use super::key::VariedResources;
 use super::service::ResponseCacheService;
+use super::stale::StaleWindows;
 use super::Core;
 use crate::cache::{BuildError, Cache, CacheStats};
 use crate::clock::{Clock, SystemClock};
@@ -48,14 +51,18 @@ const VARIANT_SPECS: u64 = 100_000;
 ///   handler and may refresh what is stored. Conditional requests
 ///   (`If-None-Match`, `If-Modified-Since`) are answered `304` from storage.
 ///   Every stored answer has an `Age`.
-/// * **Stale**: the windows are the layer's, set on its builder
+/// * **Stale** (RFC 5861): each stored response carries its own windows,
+///   from its `stale-while-revalidate=` and `stale-if-error=`; the layer's
 ///   ([`stale_while_revalidate`](ResponseCacheBuilder::stale_while_revalidate),
-///   [`stale_if_error`](ResponseCacheBuilder::stale_if_error)) and run by the
-///   cache's stampede protection: RFC 9111 §4.2.4 lets a cache serve stale
-///   by configuration. A response's own `stale-while-revalidate=` /
-///   `stale-if-error=` directives are not read, and a response with
-///   `must-revalidate` is not stored while windows are set. Stale-if-error
-///   covers a handler error and a 500, 502, 503 or 504.
+///   [`stale_if_error`](ResponseCacheBuilder::stale_if_error)) are the
+///   default for a response that names none (RFC 9111 §4.2.4 lets a cache
+///   serve stale by configuration) and the most any response gets. A
+///   response with `must-revalidate` or `proxy-revalidate` is never served
+///   stale, not even when the handler fails (§5.2.2.2); `s-maxage` drops
+///   the defaults (§5.2.2.10). The windows run through the cache's stampede
+///   protection: one reload behind a stale answer, one load for a request
+///   whose entry is past its own windows. Stale-if-error covers a handler
+///   error and a 500, 502, 503 or 504.
 ///
 /// ## Why not `http-cache-semantics`
 ///
@@ -114,7 +121,10 @@ impl ResponseCacheLayer {
     /// # Ok::<(), surgeguard::http::ResponseCacheBuildError>(())
     /// ```
     pub fn stats(&self) -> CacheStats {
-        self.core.entries.stats()
+        let mut stats = self.core.entries.stats();
+        let recounted = self.core.recounted_misses.load(Ordering::Relaxed);
+        stats.misses = stats.misses.saturating_sub(recounted);
+        stats
     }
 
     /// Drops every stored response.
@@ -128,6 +138,7 @@ impl ResponseCacheLayer {
     pub fn invalidate_all(&self) {
         self.core.entries.invalidate_all();
         self.core.variants.invalidate_all();
+        self.core.varied.clear();
     }
 }
 
@@ -193,7 +204,10 @@ impl ResponseCacheBuilder {
     }
 
     /// After a response's freshness ends, serve it for this long while one
-    /// handler call replaces it behind (RFC 5861; default: off).
+    /// handler call replaces it behind (RFC 5861; default: off). This is
+    /// the window of a response that names none and the most a response's
+    /// own `stale-while-revalidate=` gets; without it nothing is served
+    /// while revalidating, whatever a response says.
     ///
     /// ```
     /// # use surgeguard::http::ResponseCacheLayer;
@@ -210,7 +224,9 @@ impl ResponseCacheBuilder {
 
     /// After a response's freshness ends, serve it for this long when the
     /// handler fails (an error, or 500, 502, 503, 504; RFC 5861; default:
-    /// off).
+    /// off). This is the window of a response that names none and the most
+    /// a response's own `stale-if-error=` gets; without it nothing is
+    /// served on error, whatever a response says.
     ///
     /// ```
     /// # use surgeguard::http::ResponseCacheLayer;
@@ -278,13 +294,19 @@ impl ResponseCacheBuilder {
             });
         }
         let variants = Cache::builder().max_capacity(VARIANT_SPECS).build()?;
-        let serves_stale = self.stale_while_revalidate.is_some() || self.stale_if_error.is_some();
+        let stale_limits = StaleWindows {
+            while_revalidate: self.stale_while_revalidate.unwrap_or_default(),
+            if_error: self.stale_if_error.unwrap_or_default(),
+        };
         Ok(ResponseCacheLayer {
             core: Arc::new(Core {
                 entries,
                 variants,
+                varied: VariedResources::new(),
+                hasher: ahash::RandomState::new(),
                 max_body_bytes: self.max_body_bytes,
-                serves_stale,
+                stale_limits,
+                recounted_misses: AtomicU64::new(0),
                 clock: self.clock,
             }),
         })

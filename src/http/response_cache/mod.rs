@@ -25,14 +25,18 @@
 //!   handler and may refresh what is stored. Conditional requests
 //!   (`If-None-Match`, `If-Modified-Since`) are answered `304` from storage.
 //!   Every stored answer has an `Age`.
-//! * **Stale**: the windows are the layer's, set on its builder
+//! * **Stale** (RFC 5861): each stored response carries its own windows,
+//!   from its `stale-while-revalidate=` and `stale-if-error=`; the layer's
 //!   ([`stale_while_revalidate`](ResponseCacheBuilder::stale_while_revalidate),
-//!   [`stale_if_error`](ResponseCacheBuilder::stale_if_error)) and run by the
-//!   cache's stampede protection: RFC 9111 §4.2.4 lets a cache serve stale
-//!   by configuration. A response's own `stale-while-revalidate=` /
-//!   `stale-if-error=` directives are not read, and a response with
-//!   `must-revalidate` is not stored while windows are set. Stale-if-error
-//!   covers a handler error and a 500, 502, 503 or 504.
+//!   [`stale_if_error`](ResponseCacheBuilder::stale_if_error)) are the
+//!   default for a response that names none (RFC 9111 §4.2.4 lets a cache
+//!   serve stale by configuration) and the most any response gets. A
+//!   response with `must-revalidate` or `proxy-revalidate` is never served
+//!   stale, not even when the handler fails (§5.2.2.2); `s-maxage` drops
+//!   the defaults (§5.2.2.10). The windows run through the cache's stampede
+//!   protection: one reload behind a stale answer, one load for a request
+//!   whose entry is past its own windows. Stale-if-error covers a handler
+//!   error and a 500, 502, 503 or 504.
 //!
 //! ## Why not `http-cache-semantics`
 //!
@@ -45,22 +49,29 @@
 //! lines, `policy.rs`, `conditional.rs`) is what the layer needs, each
 //! rule with a test.
 
+mod age;
 mod conditional;
 mod fetch;
+mod future;
 mod key;
 mod layer;
 mod policy;
 mod service;
+mod slot;
+mod stale;
 mod stored;
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+pub use future::ResponseCacheFuture;
 pub use layer::{ResponseCacheBuildError, ResponseCacheBuilder, ResponseCacheLayer};
 pub use service::ResponseCacheService;
 
 use crate::cache::Cache;
 use crate::clock::Clock;
-use key::{ResourceKey, VariantKey};
+use key::{ResourceKey, VariantKey, VariedResources};
+use stale::StaleWindows;
 use stored::StoredResponse;
 
 /// What every service of one layer shares.
@@ -68,7 +79,15 @@ pub(crate) struct Core {
     entries: Cache<VariantKey, Arc<StoredResponse>>,
     /// The `Vary` names of resources whose responses vary.
     variants: Cache<ResourceKey, Arc<[http::HeaderName]>>,
+    /// Which resources ever varied: the others skip `variants`.
+    varied: VariedResources,
+    /// Hashes resource keys, once per request.
+    hasher: ahash::RandomState,
     max_body_bytes: usize,
-    serves_stale: bool,
+    /// The layer's stale windows: each response's default and upper bound.
+    stale_limits: StaleWindows,
+    /// Misses counted twice: by the hit path's lookup, then again by the
+    /// loading lookup after it; taken off the reported misses.
+    recounted_misses: AtomicU64,
     clock: Arc<dyn Clock>,
 }

@@ -11,11 +11,14 @@
 //!   2^31 (§1.2.2).
 //! * A response is stored only with explicit freshness (`s-maxage`, else
 //!   `max-age`); `Expires` and heuristic freshness are not used.
+//! * Stale windows are read here too, and judged in [`super::stale`].
 
 use std::time::Duration;
 
 use http::header::{AGE, AUTHORIZATION, CACHE_CONTROL, SET_COOKIE};
 use http::{HeaderMap, StatusCode};
+
+pub(crate) use super::stale::StaleWindows;
 
 /// The largest delta-seconds value RFC 9111 §1.2.2 asks a cache to keep.
 const MAX_DELTA_SECONDS: u64 = 1 << 31;
@@ -30,6 +33,10 @@ pub(crate) struct Directives {
     pub(crate) must_revalidate: bool,
     pub(crate) max_age: Option<u64>,
     pub(crate) s_maxage: Option<u64>,
+    /// `stale-while-revalidate=` (RFC 5861 §3), 0 when unreadable.
+    pub(crate) stale_while_revalidate: Option<u64>,
+    /// `stale-if-error=` (RFC 5861 §4), 0 when unreadable.
+    pub(crate) stale_if_error: Option<u64>,
     /// Something could not be read; see the module docs.
     pub(crate) unreadable: bool,
 }
@@ -69,6 +76,10 @@ impl Directives {
             self.max_age = self.seconds(self.max_age, value);
         } else if flag(name, "s-maxage") {
             self.s_maxage = self.seconds(self.s_maxage, value);
+        } else if flag(name, "stale-while-revalidate") {
+            self.stale_while_revalidate = Some(window(self.stale_while_revalidate, value));
+        } else if flag(name, "stale-if-error") {
+            self.stale_if_error = Some(window(self.stale_if_error, value));
         }
     }
 
@@ -90,6 +101,16 @@ impl Directives {
     /// may store what it answers.
     pub(crate) fn wants_origin(&self) -> bool {
         self.no_cache || self.max_age == Some(0)
+    }
+}
+
+/// A stale window's seconds; a second occurrence or an unreadable value
+/// closes it (0), so a response is never served stale on a guess.
+fn window(earlier: Option<u64>, value: Option<&str>) -> u64 {
+    let seconds = value.map(|v| v.trim_matches('"')).and_then(delta_seconds);
+    match (earlier, seconds) {
+        (None, Some(seconds)) => seconds,
+        _ => 0,
     }
 }
 
@@ -139,32 +160,32 @@ fn is_cacheable_status(status: StatusCode) -> bool {
     )
 }
 
-/// How long a response may be stored, and the age it arrived with.
+/// How long a response may be stored, the age it arrived with, and how
+/// long it may be served stale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Storable {
     /// Freshness left: the lifetime less the age it arrived with.
     pub(crate) time_to_live: Duration,
     /// The response's `Age` when it arrived, in seconds.
     pub(crate) initial_age: u64,
+    /// Its stale windows, within the layer's.
+    pub(crate) windows: StaleWindows,
 }
 
 /// Whether a shared cache may store a response to a `GET` (RFC 9111 §3,
-/// §3.5 for `Authorization`), and for how long. `serves_stale`: the cache
-/// has stale windows, which `must-revalidate` forbids.
+/// §3.5 for `Authorization`), for how long, and its stale windows within
+/// the layer's `limits`.
 pub(crate) fn storable(
     request_headers: &HeaderMap,
     status: StatusCode,
     headers: &HeaderMap,
-    serves_stale: bool,
+    limits: StaleWindows,
 ) -> Option<Storable> {
     if !is_cacheable_status(status) || headers.contains_key(SET_COOKIE) {
         return None;
     }
     let directives = Directives::of(headers);
     if directives.unreadable || directives.no_store || directives.private || directives.no_cache {
-        return None;
-    }
-    if directives.must_revalidate && serves_stale {
         return None;
     }
     if request_headers.contains_key(AUTHORIZATION)
@@ -183,6 +204,7 @@ pub(crate) fn storable(
     Some(Storable {
         time_to_live: Duration::from_secs(left),
         initial_age,
+        windows: StaleWindows::of(&directives, limits),
     })
 }
 
@@ -202,8 +224,13 @@ mod tests {
         map
     }
 
+    const LIMITS: StaleWindows = StaleWindows {
+        while_revalidate: Duration::from_secs(60),
+        if_error: Duration::from_secs(600),
+    };
+
     fn ttl(pairs: &[(&str, &str)]) -> Option<u64> {
-        storable(&HeaderMap::new(), StatusCode::OK, &headers(pairs), true)
+        storable(&HeaderMap::new(), StatusCode::OK, &headers(pairs), LIMITS)
             .map(|s| s.time_to_live.as_secs())
     }
 
@@ -245,22 +272,11 @@ mod tests {
             None
         );
         assert_eq!(ttl(&[("cache-control", "max-age=60"), ("vary", "*")]), None);
-        assert_eq!(
-            ttl(&[("cache-control", "max-age=60, must-revalidate")]),
-            None
-        );
-        let no_stale = storable(
-            &HeaderMap::new(),
-            StatusCode::OK,
-            &headers(&[("cache-control", "max-age=60, must-revalidate")]),
-            false,
-        );
-        assert!(no_stale.is_some());
         let partial = storable(
             &HeaderMap::new(),
             StatusCode::PARTIAL_CONTENT,
             &headers(&[("cache-control", "max-age=60")]),
-            false,
+            LIMITS,
         );
         assert!(partial.is_none());
     }
@@ -292,9 +308,11 @@ mod tests {
     fn authorization_needs_an_explicit_permission() {
         let request = headers(&[("authorization", "Bearer t")]);
         let plain = headers(&[("cache-control", "max-age=60")]);
-        assert!(storable(&request, StatusCode::OK, &plain, true).is_none());
+        assert!(storable(&request, StatusCode::OK, &plain, LIMITS).is_none());
         let public = headers(&[("cache-control", "public, max-age=60")]);
-        assert!(storable(&request, StatusCode::OK, &public, true).is_some());
+        assert!(storable(&request, StatusCode::OK, &public, LIMITS).is_some());
+        let revalidated = headers(&[("cache-control", "must-revalidate, max-age=60")]);
+        assert!(storable(&request, StatusCode::OK, &revalidated, LIMITS).is_some());
     }
 
     #[test]

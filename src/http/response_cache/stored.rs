@@ -1,13 +1,24 @@
 //! A stored response and the responses made from it: the full one with an
-//! `Age`, or a `304 Not Modified`.
+//! `Age`, or a `304 Not Modified`; and how stale it is, against the windows
+//! it carries.
+//!
+//! Answering from storage is the hit path, so it does the least it can:
+//! one clone of the stored headers, which already hold an `Age` entry (so
+//! setting it overwrites in place instead of growing the map), and an
+//! `Age` value from a static table.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{
     AGE, CACHE_CONTROL, CONTENT_LOCATION, DATE, ETAG, EXPIRES, LAST_MODIFIED, VARY,
 };
-use http::{HeaderMap, HeaderValue, Response, StatusCode, Version};
+use http::{HeaderMap, Response, StatusCode, Version};
 
+use super::age::age_value;
 use super::conditional::Conditions;
+use super::policy::Storable;
+use super::stale::StaleWindows;
 use crate::clock::Instant;
 use crate::http::body::GuardedBody;
 
@@ -24,6 +35,10 @@ pub(crate) struct StoredResponse {
     body: Bytes,
     /// When it was stored, on the layer's clock.
     stored_at: Instant,
+    /// When it stops being fresh.
+    fresh_until: Instant,
+    /// How long past that it may be served stale.
+    windows: StaleWindows,
     /// The `Age` it arrived with, in seconds.
     initial_age: u64,
     /// Bytes it holds, roughly: what the cache's weigher charges.
@@ -32,11 +47,13 @@ pub(crate) struct StoredResponse {
 
 impl StoredResponse {
     pub(crate) fn new(
-        head: http::response::Parts,
+        mut head: http::response::Parts,
         body: Bytes,
         stored_at: Instant,
-        initial_age: u64,
+        storable: &Storable,
     ) -> StoredResponse {
+        // The slot every answer's `Age` overwrites.
+        head.headers.insert(AGE, age_value(storable.initial_age));
         // Per header: its name and value, and about 32 bytes of map
         // bookkeeping; the fixed part is the struct and its `Arc`.
         let header_bytes: usize = head
@@ -51,9 +68,26 @@ impl StoredResponse {
             headers: head.headers,
             body,
             stored_at,
-            initial_age,
+            fresh_until: stored_at.saturating_add(storable.time_to_live),
+            windows: storable.windows,
+            initial_age: storable.initial_age,
             weight,
         }
+    }
+
+    /// How long past its freshness it is at `now`; `None` while fresh.
+    pub(crate) fn staleness(&self, now: Instant) -> Option<Duration> {
+        (now >= self.fresh_until).then(|| now.saturating_duration_since(self.fresh_until))
+    }
+
+    /// Freshness left at `now`; zero once stale.
+    pub(crate) fn freshness_left(&self, now: Instant) -> Duration {
+        self.fresh_until.saturating_duration_since(now)
+    }
+
+    /// How long past its freshness it may be served.
+    pub(crate) fn windows(&self) -> StaleWindows {
+        self.windows
     }
 
     pub(crate) fn weight(&self) -> u32 {
@@ -70,7 +104,7 @@ impl StoredResponse {
         head_only: bool,
     ) -> Response<GuardedBody<B>> {
         let age = self.initial_age + now.saturating_duration_since(self.stored_at).as_secs();
-        let age = HeaderValue::from(age);
+        let age = age_value(age);
         if conditions.not_modified(self.headers.get(ETAG), self.headers.get(LAST_MODIFIED)) {
             let mut response = Response::new(GuardedBody::empty());
             *response.status_mut() = StatusCode::NOT_MODIFIED;
