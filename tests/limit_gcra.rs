@@ -2,14 +2,13 @@
 //! (`models/gcra.rs`), on a manual clock: every decision (allowed or not,
 //! remaining, retry after) must match exactly, request by request.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use proptest::prelude::*;
 #[path = "models/gcra.rs"]
 mod model;
 
-use model::{summary, BoundedKeyedModel, Expected, ModelBucket, ModelQuota};
+use model::{BoundedKeyedModel, ModelQuota};
 use surgeguard::clock::{Clock, Instant, ManualClock};
 use surgeguard::limit::{
     BuildError, CheckError, Decision, Gcra, Quota, QuotaError, RateLimiter, WhenFull, MAX_PERIOD,
@@ -47,17 +46,7 @@ proptest! {
         for (step, _, cost) in steps {
             clock.advance(Duration::from_nanos(step));
             let now = clock.now().as_nanos();
-            match limiter.check_n(cost) {
-                Err(CheckError::CostExceedsBurst { cost: c, burst }) => {
-                    prop_assert!(cost > model.burst);
-                    prop_assert_eq!((c, burst), (cost, model.burst));
-                }
-                Err(other) => prop_assert!(false, "unexpected {other:?}"),
-                Ok(decision) => {
-                    prop_assert!(cost <= model.burst);
-                    prop_assert_eq!(summary(&decision), model.check(&mut bucket, now, cost));
-                }
-            }
+            model.assert_answer(&mut bucket, now, cost, limiter.check_n(cost));
         }
     }
 
@@ -65,18 +54,12 @@ proptest! {
     fn keyed_matches_the_model(quota in quota_strategy(), steps in requests(8)) {
         let clock = ManualClock::new();
         let limiter = Gcra::keyed(quota).max_keys(8).clock(clock.clone()).build().unwrap();
-        let model = ModelQuota::of(quota);
-        let mut buckets: HashMap<u8, ModelBucket> = HashMap::new();
+        // Room for every key: the bounded model never has to refuse one.
+        let mut model = BoundedKeyedModel::new(quota, 8, false);
         for (step, key, cost) in steps {
             clock.advance(Duration::from_nanos(step));
             let now = clock.now().as_nanos();
-            let result = limiter.check_n(&key, cost);
-            if cost > model.burst {
-                prop_assert!(result.is_err());
-                continue;
-            }
-            let bucket = buckets.entry(key).or_insert_with(|| model.full_bucket());
-            prop_assert_eq!(summary(&result.unwrap()), model.check(bucket, now, cost));
+            model.assert_answer(&key, now, cost, limiter.check_n(&key, cost));
         }
         prop_assert!(limiter.tracked_keys() <= 8);
     }
@@ -103,17 +86,7 @@ proptest! {
         for (step, key, cost) in steps {
             clock.advance(Duration::from_nanos(step));
             let now = clock.now().as_nanos();
-            let Ok(decision) = limiter.check_n(&key, cost) else {
-                prop_assert!(cost > model.quota.burst);
-                continue;
-            };
-            match model.check(&key, now, cost) {
-                Expected::Outcome(expected) => prop_assert_eq!(summary(&decision), expected),
-                Expected::DeniedNewKey => {
-                    prop_assert!(decision.is_denied());
-                    prop_assert_eq!(decision.remaining(), 0);
-                }
-            }
+            model.assert_answer(&key, now, cost, limiter.check_n(&key, cost));
             prop_assert!(limiter.tracked_keys() <= max_keys);
         }
     }

@@ -8,7 +8,8 @@ use std::time::Duration;
 use surgeguard::cache::Cache;
 use surgeguard::clock::ManualClock;
 use surgeguard::limit::{
-    CheckError, Decision, ExactWindow, Gcra, Quota, RateLimiter, SlidingWindow, WhenFull,
+    CheckError, Decision, ExactWindow, Gcra, KeyRule, Keyed, KeyedBuilder, Quota, RateLimiter,
+    SlidingWindow, WhenFull,
 };
 use surgeguard::shed::{AdaptiveLimit, Outcome, Priority, Shedder};
 
@@ -103,7 +104,7 @@ fn cache(input: &mut Input) {
             4 => {
                 let value = input.edgy_u64();
                 let _ = cache.get_or_try_load(&key, move |_| {
-                    if value % 3 == 0 {
+                    if value.is_multiple_of(3) {
                         Err("origin down")
                     } else {
                         Ok(value)
@@ -134,6 +135,40 @@ fn quota(input: &mut Input) -> Option<Quota> {
     }
 }
 
+/// A checker the fuzzer's keys and costs go to.
+type Check = Box<dyn Fn(u64, u32) -> Result<Decision, CheckError>>;
+
+/// The fuzzer's settings for any keyed limiter.
+struct KeyedSettings {
+    max_keys: usize,
+    shards: usize,
+    policy: WhenFull,
+    clock: ManualClock,
+}
+
+impl KeyedSettings {
+    /// Builds `builder` with these settings: a checker, or `None` after
+    /// checking the refusal is named.
+    fn check<R: KeyRule + 'static>(&self, builder: KeyedBuilder<u64, R>) -> Option<Check>
+    where
+        Keyed<u64, R>: RateLimiter<u64>,
+    {
+        let built = builder
+            .max_keys(self.max_keys)
+            .shards(self.shards)
+            .when_full(self.policy)
+            .clock(self.clock.clone())
+            .build();
+        match built {
+            Ok(limiter) => Some(Box::new(move |key, cost| limiter.check_n(&key, cost))),
+            Err(error) => {
+                named(&error);
+                None
+            }
+        }
+    }
+}
+
 fn limiter(input: &mut Input) {
     let Some(quota) = quota(input) else {
         return;
@@ -142,15 +177,11 @@ fn limiter(input: &mut Input) {
     let policy = input.pick(&[WhenFull::DenyNewKeys, WhenFull::ShareOverflowBucket]);
     let (max_keys, shards) = (count(input), count(input));
     // Direct limiters have no key; keyed ones take the fuzzer's.
-    type Check = Box<dyn Fn(u64, u32) -> Result<Decision, CheckError>>;
-    let keyed = |built: Result<Box<dyn RateLimiter<u64>>, _>| -> Option<Check> {
-        match built {
-            Ok(limiter) => Some(Box::new(move |key, cost| limiter.check_n(&key, cost))),
-            Err(error) => {
-                named(&error);
-                None
-            }
-        }
+    let settings = KeyedSettings {
+        max_keys,
+        shards,
+        policy,
+        clock: clock.clone(),
     };
     let check: Option<Check> = match input.u8() % 4 {
         0 => match Gcra::direct(quota)
@@ -164,40 +195,16 @@ fn limiter(input: &mut Input) {
                 None
             }
         },
-        1 => keyed(
-            Gcra::keyed(quota)
-                .max_keys(max_keys)
-                .shards(shards)
-                .when_full(policy)
-                .clock(clock.clone())
-                .build()
-                .map(|l| Box::new(l) as Box<dyn RateLimiter<u64>>),
-        ),
-        2 => keyed(
-            SlidingWindow::keyed(quota)
-                .max_keys(max_keys)
-                .shards(shards)
-                .when_full(policy)
-                .clock(clock.clone())
-                .build()
-                .map(|l| Box::new(l) as Box<dyn RateLimiter<u64>>),
-        ),
-        _ => keyed(
-            ExactWindow::keyed(quota)
-                .max_keys(max_keys)
-                .shards(shards)
-                .when_full(policy)
-                .clock(clock.clone())
-                .build()
-                .map(|l| Box::new(l) as Box<dyn RateLimiter<u64>>),
-        ),
+        1 => settings.check(Gcra::keyed(quota)),
+        2 => settings.check(SlidingWindow::keyed(quota)),
+        _ => settings.check(ExactWindow::keyed(quota)),
     };
     let Some(check) = check else {
         return;
     };
     while !input.is_empty() {
         let key = u64::from(input.u8() % 8);
-        if input.u8() % 4 == 0 {
+        if input.u8().is_multiple_of(4) {
             advance(input, &clock);
         }
         match check(key, input.edgy_u32()) {

@@ -21,7 +21,7 @@ pub fn run(bytes: &[u8]) {
         weighted: input.bool(),
         shards: input.pick(&[1, 2, 4]),
         default_ttl_ms: input.bool().then(|| 5 + input.below(55)),
-        time_to_idle_ms: (input.u8() % 3 == 0).then(|| 5 + input.below(35)),
+        time_to_idle_ms: input.u8().is_multiple_of(3).then(|| 5 + input.below(35)),
     };
     let mut ops = Vec::new();
     while !input.is_empty() && ops.len() < MOST_OPS {

@@ -19,7 +19,10 @@ pub mod input;
 
 /// Every target by name, as `fuzz/fuzz_targets/` and
 /// `tests/fuzz_inputs/` name them.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+/// A target's check: panics on a violated property.
+pub type Check = fn(&[u8]);
+
+pub const TARGETS: &[(&str, Check)] = &[
     ("builders", builders::run),
     ("cache_ops", cache_ops::run),
     ("gcra_ops", gcra_ops::run),

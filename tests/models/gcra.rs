@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
-use surgeguard::limit::{Decision, Quota};
+use surgeguard::limit::{CheckError, Decision, Quota};
 
 /// A token bucket measured in nanoseconds of credit.
 #[derive(Debug, Clone)]
@@ -77,6 +77,38 @@ impl ModelQuota {
     }
 }
 
+impl ModelQuota {
+    /// Asserts that `answer`, a direct limiter's to a check of `cost` at
+    /// `now`, is the model's, and moves `bucket` on.
+    pub fn assert_answer(
+        &self,
+        bucket: &mut ModelBucket,
+        now: u64,
+        cost: u32,
+        answer: Result<Decision, CheckError>,
+    ) {
+        match answer {
+            Ok(decision) => {
+                assert!(
+                    cost <= self.burst,
+                    "cost {cost} over burst {} passed",
+                    self.burst
+                );
+                assert_eq!(summary(&decision), self.check(bucket, now, cost));
+            }
+            Err(CheckError::CostExceedsBurst { cost: c, burst: b }) => {
+                assert!(
+                    cost > self.burst,
+                    "cost {cost} within burst {} refused",
+                    self.burst
+                );
+                assert_eq!((c, b), (cost, self.burst));
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
 /// A decision in the model's terms.
 pub fn summary(decision: &Decision) -> Outcome {
     (
@@ -118,6 +150,37 @@ impl<K: Hash + Eq + Clone> BoundedKeyedModel<K> {
             share_overflow,
             tracked: HashMap::new(),
             overflow: quota.full_bucket(),
+        }
+    }
+
+    /// Asserts that `answer`, a keyed limiter's to a check of `cost` for
+    /// `key` at `now`, is the model's, and moves the model on.
+    pub fn assert_answer(
+        &mut self,
+        key: &K,
+        now: u64,
+        cost: u32,
+        answer: Result<Decision, CheckError>,
+    ) {
+        let Ok(decision) = answer else {
+            assert!(
+                cost > self.quota.burst,
+                "cost {cost} within burst {} refused",
+                self.quota.burst
+            );
+            return;
+        };
+        assert!(
+            cost <= self.quota.burst,
+            "cost {cost} over burst {} passed",
+            self.quota.burst
+        );
+        match self.check(key, now, cost) {
+            Expected::Outcome(expected) => assert_eq!(summary(&decision), expected),
+            Expected::DeniedNewKey => {
+                assert!(decision.is_denied());
+                assert_eq!(decision.remaining(), 0);
+            }
         }
     }
 

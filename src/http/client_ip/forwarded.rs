@@ -85,26 +85,9 @@ fn parse_node(node: &str) -> Option<IpAddr> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::http::client_ip::{ClientIp, PeerAddr};
+    use crate::http::client_ip::tests::{client, ip};
+    use crate::http::client_ip::{ClientIp, PeerAddr, TrustedProxies};
     use crate::http::key::{KeyExtractor, RequestHead};
-
-    fn client(trusted: &[&str], peer: &str, headers: &[(&str, &str)]) -> Option<IpAddr> {
-        let mut builder = http::Request::get("/");
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        let mut request = builder.body(()).unwrap();
-        request
-            .extensions_mut()
-            .insert(PeerAddr(peer.parse().unwrap()));
-        let extractor = ClientIp::from_peer_or_forwarded(TrustedProxies::new(trusted).unwrap());
-        extractor.extract(&RequestHead::of(&request))
-    }
-
-    fn ip(text: &str) -> Option<IpAddr> {
-        Some(text.parse().unwrap())
-    }
 
     #[test]
     fn the_first_untrusted_hop_from_the_right_is_the_client() {

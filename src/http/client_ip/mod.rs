@@ -163,7 +163,9 @@ impl KeyExtractor for ClientIp {
 mod tests {
     use super::*;
 
-    fn client(trusted: &[&str], peer: &str, headers: &[(&str, &str)]) -> Option<IpAddr> {
+    /// The client `ClientIp` finds behind `trusted` proxies (also used by
+    /// `forwarded`'s tests).
+    pub(crate) fn client(trusted: &[&str], peer: &str, headers: &[(&str, &str)]) -> Option<IpAddr> {
         let mut builder = http::Request::get("/");
         for (name, value) in headers {
             builder = builder.header(*name, *value);
@@ -176,7 +178,7 @@ mod tests {
         extractor.extract(&RequestHead::of(&request))
     }
 
-    fn ip(text: &str) -> Option<IpAddr> {
+    pub(crate) fn ip(text: &str) -> Option<IpAddr> {
         Some(text.parse().unwrap())
     }
 
