@@ -112,11 +112,13 @@ fn a_panicking_loader_releases_every_waiter_and_frees_the_key() {
         })
         .collect();
     wait_until("waiters joined", || cache.stats().coalesced == 4);
+    assert_eq!(cache.loads_in_flight(), 1, "one load however many wait");
     gate.open();
     assert_eq!(leader.join().unwrap(), Err(LoadError::Panicked));
     for waiter in waiters {
         assert_eq!(waiter.join().unwrap(), Err(LoadError::Panicked));
     }
+    assert_eq!(cache.loads_in_flight(), 0, "the panic ended the flight");
     assert_eq!(cache.get_or_load(&1, |_| 5), Ok(5), "the key is free");
     assert_eq!(cache.stats().load_errors, 1);
 }

@@ -506,6 +506,28 @@ where
         }
     }
 
+    /// Loads in progress right now (one per key, however many callers wait
+    /// on it), refreshes included. Zero whenever no load is running: a
+    /// figure that stays above zero with the origin idle is a leaked load,
+    /// which the soak test (`examples/soak.rs`) checks for. Takes each
+    /// shard's read lock in turn, so it is for monitoring, not hot paths.
+    ///
+    /// ```
+    /// # use surgeguard::cache::Cache;
+    /// let cache: Cache<u64, u64> = Cache::builder().max_capacity(10).build()?;
+    /// let during = cache.get_or_load(&1, |_| 7);
+    /// assert_eq!(during, Ok(7));
+    /// assert_eq!(cache.loads_in_flight(), 0, "the load ended with the call");
+    /// # Ok::<(), surgeguard::cache::BuildError>(())
+    /// ```
+    pub fn loads_in_flight(&self) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .map(|shard| shard.0.loads_in_flight())
+            .sum()
+    }
+
     /// The number of shards.
     ///
     /// ```

@@ -244,6 +244,12 @@ impl<K, V> Shard<K, V> {
         self.len.load(Ordering::Relaxed)
     }
 
+    /// Loads registered for this shard's keys right now (takes the read
+    /// lock: for monitoring, not for hot paths).
+    pub(crate) fn loads_in_flight(&self) -> usize {
+        self.state.read().flights.len()
+    }
+
     pub(crate) fn weight(&self) -> u64 {
         self.weight.load(Ordering::Relaxed)
     }
