@@ -11,8 +11,12 @@
 //! A query that has started runs to the end even if the request that asked
 //! for it is gone: the database cannot know the user left. That is the
 //! waste an unprotected shop pays for every timed-out request.
+//!
+//! The soak test (`examples/soak.rs`) also takes the database down now and
+//! then ([`Database::set_down`]): queries then fail after a connect timeout,
+//! as when a primary fails over.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,6 +44,14 @@ impl Default for DatabaseSettings {
         }
     }
 }
+
+/// How long a query takes to fail while the database is down: a connect
+/// attempt that times out.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(20);
+
+/// The database refused a query: it is down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DatabaseDown;
 
 /// A query the shop can run.
 #[derive(Clone, Copy, Debug)]
@@ -111,6 +123,8 @@ struct Inner {
     queries: AtomicU64,
     peak_wait_ns: AtomicU64,
     seconds: Mutex<Vec<DatabaseSecond>>,
+    down: AtomicBool,
+    refused: AtomicU64,
 }
 
 impl Database {
@@ -128,15 +142,33 @@ impl Database {
                 queries: AtomicU64::new(0),
                 peak_wait_ns: AtomicU64::new(0),
                 seconds: Mutex::new(Vec::new()),
+                down: AtomicBool::new(false),
+                refused: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// Takes the database down (every query fails after a connect timeout)
+    /// or brings it back. Queries already running finish.
+    pub fn set_down(&self, down: bool) {
+        self.inner.down.store(down, Ordering::Relaxed);
+    }
+
+    /// Queries refused while the database was down.
+    pub fn refused(&self) -> u64 {
+        self.inner.refused.load(Ordering::Relaxed)
     }
 
     /// Runs `query`: waits for a connection, then for the query's cost.
     /// Dropping the future while it waits for a connection leaves the queue;
     /// once the query runs, it finishes whatever happens to the caller.
-    pub async fn query(&self, query: Query) -> String {
+    pub async fn query(&self, query: Query) -> Result<String, DatabaseDown> {
         let inner = &self.inner;
+        if inner.down.load(Ordering::Relaxed) {
+            tokio::time::sleep(CONNECT_TIMEOUT).await;
+            inner.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(DatabaseDown);
+        }
         let asked = Instant::now();
         let waiting = WaitingGuard::enter(inner);
         let Ok(connection) = inner.pool.clone().acquire_owned().await else {
@@ -168,7 +200,7 @@ impl Database {
                 Query::Checkout => "order placed".to_owned(),
             }
         });
-        execution.await.unwrap_or_default()
+        Ok(execution.await.unwrap_or_default())
     }
 
     /// Queries waiting for a connection right now.

@@ -26,7 +26,9 @@
 //! short queue absorbs bursts), and a refusal becomes a 503 with
 //! `Retry-After`, or, for a product already cached, a stale page.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -42,7 +44,7 @@ use surgeguard::limit::{AllOf, Gcra, Quota};
 use surgeguard::metrics::{saturation, Reporter};
 use surgeguard::shed::{AdaptiveLimit, Outcome, Priority, Rejected, ShedStats, Shedder};
 
-use super::database::{Database, Query};
+use super::database::{Database, DatabaseDown, Query};
 use super::Mode;
 
 /// Per-client quota of the protected shop.
@@ -51,6 +53,12 @@ const PER_CLIENT_BURST: u32 = 20;
 /// The whole shop's quota: what a load test showed it serves well.
 const GLOBAL_RPS: u32 = 3_000;
 const GLOBAL_BURST: u32 = 600;
+
+/// A check every checkout passes before it reaches the database: `None`
+/// lets it through, `Some(wait)` refuses it with 429 and `Retry-After`. The
+/// soak test puts a fleet-wide checkout limit kept in Redis here.
+pub type CheckoutGate =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Option<Duration>> + Send>> + Send + Sync>;
 
 /// A shop listening on loopback.
 pub struct RunningShop {
@@ -96,6 +104,21 @@ impl RunningShop {
         }
     }
 
+    /// Database queries holding a shedder permit right now: zero once the
+    /// traffic has drained, or a permit leaked.
+    pub fn permits_in_use(&self) -> u32 {
+        self.shop.shedder.in_flight()
+    }
+
+    /// Product loads in progress (protected shop): zero once the traffic
+    /// has drained, or a load leaked.
+    pub fn loads_in_flight(&self) -> usize {
+        self.shop
+            .protection
+            .as_ref()
+            .map_or(0, |guard| guard.products.loads_in_flight())
+    }
+
     /// The shop's state right now.
     pub fn sample(&self) -> ShopSample {
         let now = self.shop.shedder.stats();
@@ -112,6 +135,15 @@ impl RunningShop {
 
 /// Starts the shop for `mode` on 127.0.0.1 with an ephemeral port.
 pub async fn start(mode: Mode, db: Database) -> std::io::Result<RunningShop> {
+    start_with(mode, db, None).await
+}
+
+/// As [`start`], with a gate in front of every checkout.
+pub async fn start_with(
+    mode: Mode,
+    db: Database,
+    checkout_gate: Option<CheckoutGate>,
+) -> std::io::Result<RunningShop> {
     let protection = match mode {
         Mode::Unprotected => None,
         Mode::Protected => Some(Arc::new(Protection::new().map_err(std::io::Error::other)?)),
@@ -126,6 +158,7 @@ pub async fn start(mode: Mode, db: Database) -> std::io::Result<RunningShop> {
         db,
         shedder,
         protection,
+        checkout_gate,
     };
     let prometheus = prometheus();
     let mut reporter = Reporter::new().shedder(&format!("{mode}-database"), &shop.shedder);
@@ -193,6 +226,7 @@ struct Shop {
     /// that only watches.
     shedder: Shedder,
     protection: Option<Arc<Protection>>,
+    checkout_gate: Option<CheckoutGate>,
 }
 
 /// surgeguard's parts, shared by every request of the protected shop.
@@ -268,14 +302,48 @@ impl Protection {
     }
 }
 
+/// Why a query brought no row.
+#[derive(Debug)]
+enum QueryError {
+    /// The shedder refused it.
+    Shed(Rejected),
+    /// The database is down (only in the soak test).
+    Down,
+}
+
+impl QueryError {
+    /// 503 with `Retry-After` either way: a shed request and a failed
+    /// database both mean "try again shortly", and the response cache
+    /// serves stale-if-error on both.
+    fn response(&self) -> Response {
+        match self {
+            QueryError::Shed(rejected) => unavailable(rejected.retry_after()),
+            QueryError::Down => unavailable(Duration::from_secs(1)),
+        }
+    }
+}
+
 impl Shop {
     /// Runs `query` through the shedder (which, in the unprotected shop,
     /// only watches).
-    async fn query(&self, priority: Priority, query: Query) -> Result<String, Rejected> {
-        let permit = self.shedder.acquire(priority).await?;
-        let row = self.db.query(query).await;
-        permit.record(Outcome::Success);
-        Ok(row)
+    async fn query(&self, priority: Priority, query: Query) -> Result<String, QueryError> {
+        let permit = self
+            .shedder
+            .acquire(priority)
+            .await
+            .map_err(QueryError::Shed)?;
+        match self.db.query(query).await {
+            Ok(row) => {
+                permit.record(Outcome::Success);
+                Ok(row)
+            }
+            // A database that refuses at once says nothing about how much
+            // load it could take: the adaptive limit does not learn from it.
+            Err(DatabaseDown) => {
+                permit.record(Outcome::Ignore);
+                Err(QueryError::Down)
+            }
+        }
     }
 }
 
@@ -284,7 +352,7 @@ async fn product(State(shop): State<Shop>, Path(id): Path<u32>) -> Response {
     let Some(guard) = shop.protection.clone() else {
         return match shop.query(Priority::Normal, Query::Product(id)).await {
             Ok(row) => (private, format!("<h1>{row}</h1>")).into_response(),
-            Err(rejected) => unavailable(rejected.retry_after()),
+            Err(error) => error.response(),
         };
     };
     let loaded = guard
@@ -297,7 +365,7 @@ async fn product(State(shop): State<Shop>, Path(id): Path<u32>) -> Response {
         .await;
     match loaded {
         Ok(row) => (private, format!("<h1>{row}</h1>")).into_response(),
-        Err(LoadError::Failed(rejected)) => unavailable(rejected.retry_after()),
+        Err(LoadError::Failed(error)) => error.response(),
         Err(_) => unavailable(Duration::from_secs(1)),
     }
 }
@@ -305,7 +373,7 @@ async fn product(State(shop): State<Shop>, Path(id): Path<u32>) -> Response {
 async fn catalogue(State(shop): State<Shop>) -> Response {
     match shop.query(Priority::Normal, Query::Catalogue).await {
         Ok(row) => ([(header::CACHE_CONTROL, "max-age=5")], row).into_response(),
-        Err(rejected) => unavailable(rejected.retry_after()),
+        Err(error) => error.response(),
     }
 }
 
@@ -324,14 +392,28 @@ async fn search(State(shop): State<Shop>, uri: axum::http::Uri) -> Response {
         .unwrap_or(0);
     match shop.query(Priority::Sheddable, Query::Search(term)).await {
         Ok(row) => ([(header::CACHE_CONTROL, "no-store")], row).into_response(),
-        Err(rejected) => unavailable(rejected.retry_after()),
+        Err(error) => error.response(),
     }
 }
 
 async fn checkout(State(shop): State<Shop>) -> Response {
+    if let Some(gate) = &shop.checkout_gate {
+        if let Some(wait) = gate().await {
+            let mut response = (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many orders, try again\n",
+            )
+                .into_response();
+            let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            return response;
+        }
+    }
     match shop.query(Priority::Critical, Query::Checkout).await {
         Ok(row) => ([(header::CACHE_CONTROL, "no-store")], row).into_response(),
-        Err(rejected) => unavailable(rejected.retry_after()),
+        Err(error) => error.response(),
     }
 }
 
