@@ -13,9 +13,12 @@
 //!   [`AdaptiveLimit::latency_threshold`]).
 //! * [`AdaptiveLimit::vegas`]: estimates the queue from the ratio of the
 //!   no-load latency to the current one (TCP Vegas, Brakmo and Peterson,
-//!   SIGCOMM 1994). The no-load estimate only rises from samples taken while
-//!   the limit was not in use, so sustained overload cannot drift it upward
-//!   (concurrency-limits issue #165).
+//!   SIGCOMM 1994), once per round trip from its fastest request, so that a
+//!   costly request in a mix does not read as a queue. The no-load estimate
+//!   only rises from round trips in which the limit was not in use, so
+//!   sustained overload cannot drift it upward (concurrency-limits issue
+//!   #165), nor can requests that started before an overload and finished
+//!   behind it.
 //! * [`AdaptiveLimit::gradient`] (the default adaptive limit): scales the
 //!   limit by the gradient between a baseline latency and the current one.
 //!   Drops decrease it, so requests that all time out at the same latency do
