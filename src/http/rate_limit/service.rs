@@ -28,7 +28,7 @@ pub(super) struct Shared<L, X> {
     policy: OnceLock<(u32, Duration, HeaderValue)>,
 }
 
-/// The service [`RateLimitLayer`] makes. Clones share the limiter.
+/// The service [`RateLimitLayer`](super::RateLimitLayer) makes. Clones share the limiter.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
