@@ -188,6 +188,7 @@ impl LimitAlgorithm for Gradient {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_costs::mixed_cost_ms;
     use super::*;
     use std::time::Duration;
 
@@ -204,15 +205,6 @@ mod tests {
             latency: Duration::from_secs_f64(latency_ms / 1e3),
             in_flight,
             dropped: false,
-        }
-    }
-
-    /// Query costs of a database: 2 ms (80 %) and 20 ms (20 %), in turn.
-    fn mixed_cost_ms(request: usize) -> f64 {
-        if request % 5 == 4 {
-            20.0
-        } else {
-            2.0
         }
     }
 

@@ -271,6 +271,19 @@ impl Bounds {
     }
 }
 
+/// Request costs shared by the adaptive limits' unit tests.
+#[cfg(test)]
+mod test_costs {
+    /// Query costs of a database: 2 ms (80 %) and 20 ms (20 %), in turn.
+    pub(super) fn mixed_cost_ms(request: usize) -> f64 {
+        if request % 5 == 4 {
+            20.0
+        } else {
+            2.0
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
