@@ -337,7 +337,9 @@ impl Policy {
             self.nodes.reserve_exact(n - self.nodes.len());
             self.nodes.resize(n, Node::UNLINKED);
         }
-        if self.len() as u64 >= self.sized {
+        // A full shard passes here on every insert: test inline whether
+        // growth is still possible rather than call `grow` to find out.
+        if self.len() as u64 >= self.sized && self.sized < self.capacity.min(MAX_SIZED) {
             self.grow();
         }
         let meta = e.meta(idx);
