@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use hashbrown::HashTable;
-use parking_lot::RwLock;
+use parking_lot::{RwLock, RwLockReadGuard};
 
 use super::builder::MAX_SHARD_ENTRIES;
 use super::expiry::{Deadlines, Expiry};
@@ -135,17 +135,40 @@ impl<K: Hash + Eq, V: Clone> Shard<K, V> {
             self.lookups.miss();
             return None;
         };
+        if state
+            .expiry
+            .as_ref()
+            .is_some_and(|expiry| expiry.may_expire(index))
+        {
+            return self.get_expiring(state, index, config);
+        }
+        let slot = &state.slots[index as usize];
+        slot.meta.record_hit();
+        let value = slot.value.clone();
+        drop(state);
+        self.lookups.hit();
+        Some(value)
+    }
+
+    /// The rest of [`get`](Self::get) for an entry that may have expired:
+    /// out of line, so that a hit on an entry without a deadline (every
+    /// entry of a cache without time-to-live) runs a smaller function.
+    #[inline(never)]
+    fn get_expiring<S: BuildHasher>(
+        &self,
+        state: RwLockReadGuard<'_, State<K, V>>,
+        index: u32,
+        config: &Config<K, V, S>,
+    ) -> Option<V> {
+        let now = config.now();
         if let Some(expiry) = &state.expiry {
-            if expiry.may_expire(index) {
-                let now = config.now();
-                if expiry.is_expired(index, now) {
-                    drop(state);
-                    self.lookups.miss();
-                    self.try_maintain(config);
-                    return None;
-                }
-                expiry.record_access(index, now);
+            if expiry.is_expired(index, now) {
+                drop(state);
+                self.lookups.miss();
+                self.try_maintain(config);
+                return None;
             }
+            expiry.record_access(index, now);
         }
         let slot = &state.slots[index as usize];
         slot.meta.record_hit();
