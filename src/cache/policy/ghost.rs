@@ -271,24 +271,13 @@ mod tests {
     }
 
     /// The slot the first version of `record` chose: the first free or
-    /// same-tag slot, else the first of highest score, scoring every slot.
+    /// same-tag slot, else the first of highest score, scoring every slot
+    /// (which is what `score_every_slot` still does, for saturated scores).
     fn reference_pick(bucket: &[u32; WAYS], tag: u32, now: [u32; 2], depths: [u64; 2]) -> usize {
-        if let Some(i) = bucket.iter().position(|&s| s == 0 || s >> TAG_SHIFT == tag) {
-            return i;
-        }
-        let weight = [depths[1].max(1), depths[0].max(1)];
-        let mut pick = 0;
-        let mut worst = 0u64;
-        for (i, &s) in bucket.iter().enumerate() {
-            let k = usize::from(s & KIND_BIT != 0);
-            let age = now[k].wrapping_sub(s & STAMP_MASK) & STAMP_MASK;
-            let score = u64::from(age).saturating_mul(weight[k]).saturating_add(1);
-            if score > worst {
-                worst = score;
-                pick = i;
-            }
-        }
-        pick
+        bucket
+            .iter()
+            .position(|&s| s == 0 || s >> TAG_SHIFT == tag)
+            .unwrap_or_else(|| score_every_slot(bucket, now, [depths[1].max(1), depths[0].max(1)]))
     }
 
     fn pick(bucket: &[u32; WAYS], tag: u32, now: [u32; 2], depths: [u64; 2]) -> usize {
