@@ -142,6 +142,13 @@ impl<K: Hash + Eq, V: Clone> Shard<K, V> {
         {
             return self.get_expiring(state, index, config);
         }
+        self.hit(state, index)
+    }
+
+    /// A hit on live entry `index`: tells the policy, counts it, and returns
+    /// a clone of the value, releasing the lock before counting.
+    #[inline]
+    fn hit(&self, state: RwLockReadGuard<'_, State<K, V>>, index: u32) -> Option<V> {
         let slot = &state.slots[index as usize];
         slot.meta.record_hit();
         let value = slot.value.clone();
@@ -170,12 +177,7 @@ impl<K: Hash + Eq, V: Clone> Shard<K, V> {
             }
             expiry.record_access(index, now);
         }
-        let slot = &state.slots[index as usize];
-        slot.meta.record_hit();
-        let value = slot.value.clone();
-        drop(state);
-        self.lookups.hit();
-        Some(value)
+        self.hit(state, index)
     }
 
     pub(crate) fn contains<Q, S>(&self, hash: u64, key: &Q, config: &Config<K, V, S>) -> bool
