@@ -41,39 +41,17 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use surgeguard::clock::{self, Clock, SystemClock};
+use surgeguard::clock::{Clock, SystemClock};
 use surgeguard::limit::{Gcra, KeyedGcra, Quota};
 
 mod support;
 
 use support::rng::{mix64, SplitMix64};
 use support::threads::thread_counts;
+use support::tsc_clock::TscClock;
 
 /// Thread counts benched unless `SURGEGUARD_BENCH_THREADS` says otherwise.
 const DEFAULT_THREAD_COUNTS: [usize; 2] = [1, 2];
-
-/// surgeguard's `Clock` over quanta's TSC reading, the source governor's
-/// default clock uses.
-#[derive(Debug)]
-struct TscClock {
-    clock: quanta::Clock,
-    origin: u64,
-}
-
-impl TscClock {
-    fn new() -> Self {
-        let clock = quanta::Clock::new();
-        let origin = clock.raw();
-        TscClock { clock, origin }
-    }
-}
-
-impl Clock for TscClock {
-    #[inline]
-    fn now(&self) -> clock::Instant {
-        clock::Instant::from_nanos(self.clock.delta_as_nanos(self.origin, self.clock.raw()))
-    }
-}
 
 trait Direct: Sync {
     fn allow(&self) -> bool;

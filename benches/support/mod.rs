@@ -1,5 +1,5 @@
 //! Helpers shared by the benches (`throughput`, `insert_latency`, `limiter`,
-//! `shed`) and the `hit_ratio` / `memory` examples. The examples include this
+//! `shed`) and the `hit_ratio` / `memory` / `op_loop` / `limiter_loop` examples. The examples include this
 //! file with `#[path = "../benches/support/mod.rs"] mod support;`, so there is
 //! one copy.
 //!
@@ -12,6 +12,7 @@
 //! - [`lru`]: an exact LRU, the hit-ratio baseline.
 //! - [`threads`]: the multi-thread benches' thread counts, overridable with
 //!   `SURGEGUARD_BENCH_THREADS`.
+//! - [`tsc_clock`]: a surgeguard `Clock` reading the TSC as governor does.
 
 // Each including target uses a different subset of these helpers.
 #![allow(dead_code)]
@@ -21,6 +22,7 @@ pub mod lru;
 pub mod rng;
 pub mod threads;
 pub mod trace;
+pub mod tsc_clock;
 pub mod zipf;
 
 /// Distinct keys in the synthetic Zipf workload.

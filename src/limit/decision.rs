@@ -66,6 +66,92 @@ pub enum Decision {
     },
 }
 
+/// A [`Decision`] as plain fields, to carry one out of a function that is
+/// not inlined (a limiter's rare path) into an inlined check.
+///
+/// A `Decision` is returned through memory; when an inlined check could get
+/// its decision either from the fast path or from such a call, the compiler
+/// let the call write the caller's decision in place, and then had to compute
+/// and store every field on the fast path too, even for a caller that reads
+/// only [`Decision::is_allowed`]. Rebuilding the decision from these parts
+/// keeps the call's result apart. Measured with `perf stat` on
+/// `examples/limiter_loop.rs`: `keyed_1k` from 211 to 155 instructions a
+/// check, `direct_denied` from 94 to 91.
+#[derive(Clone, Copy)]
+pub(crate) struct DecisionParts {
+    allowed: bool,
+    limit: u32,
+    remaining: u32,
+    retry_after: Duration,
+    reset_after: Duration,
+    policy_window: Duration,
+}
+
+impl From<Decision> for DecisionParts {
+    #[inline]
+    fn from(decision: Decision) -> Self {
+        match decision {
+            Decision::Allowed {
+                limit,
+                remaining,
+                reset_after,
+                policy_window,
+            } => DecisionParts {
+                allowed: true,
+                limit,
+                remaining,
+                retry_after: Duration::ZERO,
+                reset_after,
+                policy_window,
+            },
+            Decision::Denied {
+                limit,
+                remaining,
+                retry_after,
+                reset_after,
+                policy_window,
+            } => DecisionParts {
+                allowed: false,
+                limit,
+                remaining,
+                retry_after,
+                reset_after,
+                policy_window,
+            },
+        }
+    }
+}
+
+impl DecisionParts {
+    #[inline]
+    pub(crate) fn into_decision(self) -> Decision {
+        let DecisionParts {
+            allowed,
+            limit,
+            remaining,
+            retry_after,
+            reset_after,
+            policy_window,
+        } = self;
+        if allowed {
+            Decision::Allowed {
+                limit,
+                remaining,
+                reset_after,
+                policy_window,
+            }
+        } else {
+            Decision::Denied {
+                limit,
+                remaining,
+                retry_after,
+                reset_after,
+                policy_window,
+            }
+        }
+    }
+}
+
 impl Decision {
     /// The same decision as an allowance (shadow modes): a denial keeps its
     /// limit, remaining units, reset time and window, and loses its retry

@@ -353,25 +353,41 @@ where
     }
 
     /// Decides `cost` (at most the rule's `max_cost`) for `key` at `now`.
-    #[inline]
+    /// (`Keyed` calls the two halves itself.)
+    #[cfg(test)]
     pub(crate) fn check(&self, key: &K, now: u64, cost: u32) -> Outcome {
+        match self.check_tracked(key, now, cost) {
+            Ok(decision) => Outcome::Decided(decision),
+            Err(hash) => self.check_exclusive(hash, key, now, cost),
+        }
+    }
+
+    /// The hot part of [`check`](Self::check): a tracked key of a rule with
+    /// shared checks, under the shard's read lock. `Err(hash)`: the check
+    /// needs [`check_exclusive`](Self::check_exclusive).
+    #[inline]
+    pub(crate) fn check_tracked(&self, key: &K, now: u64, cost: u32) -> Result<Decision, u64> {
         let hash = self.hasher.hash_one(key);
         if self.rule.shared_checks() {
             let shard = self.shard(hash).read();
             if let Some(slot) = shard.table.find(hash, |slot| slot.key == *key) {
                 if let Some(decision) = self.rule.decide_shared(&slot.state, now, cost) {
-                    return Outcome::Decided(decision);
+                    return Ok(decision);
                 }
             } else if cost == 0 {
-                return Outcome::Decided(self.look_untracked(now));
+                return Ok(self.look_untracked(now));
             }
         }
-        self.check_exclusive(hash, key, now, cost)
+        Err(hash)
     }
 
     /// [`check`](Self::check) under the shard's write lock: every check for
-    /// a rule without shared checks, and a new key for one with them.
-    fn check_exclusive(&self, hash: u64, key: &K, now: u64, cost: u32) -> Outcome {
+    /// a rule without shared checks, and a new key for one with them. Never
+    /// inlined: GCRA's checks of tracked keys do not come here, and inlined
+    /// into `check` this path (insert, sweeps, room accounting) tripled the
+    /// hot function's stack frame and register spills.
+    #[inline(never)]
+    pub(crate) fn check_exclusive(&self, hash: u64, key: &K, now: u64, cost: u32) -> Outcome {
         let index = self.shard_index(hash);
         // A place freed in another shard and held for this key: at most one
         // trip to the other shards, so at most two rounds.
