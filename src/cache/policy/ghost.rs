@@ -121,7 +121,7 @@ impl Scan {
         let (score0, score1) = (score(0), score(1));
         if score0.max(score1) == u64::MAX {
             // Saturated: younger records may tie with the oldest (only with
-            // depths above 2^47, far beyond any real capacity).
+            // depths of 2^48 or more, far beyond any real capacity).
             return score_every_slot(bucket, now, weight);
         }
         let (slot0, slot1) = (Self::slot(self.oldest[0]), Self::slot(self.oldest[1]));
@@ -130,6 +130,18 @@ impl Scan {
             std::cmp::Ordering::Less => slot1,
             std::cmp::Ordering::Equal => slot0.min(slot1),
         }
+    }
+}
+
+/// The slot a record with `tag` goes to: the first free or same-tag slot,
+/// else the relatively oldest record's.
+#[inline]
+fn slot_to_record(bucket: &[u32; WAYS], tag: u32, now: [u32; 2], depths: [u64; 2]) -> usize {
+    let scan = scan(bucket, tag, now);
+    if scan.free_or_same != 0 {
+        scan.free_or_same.trailing_zeros() as usize
+    } else {
+        scan.relatively_oldest(bucket, now, depths)
     }
 }
 
@@ -189,21 +201,15 @@ impl Ghost {
     /// oldest record is then one of at most two (each kind's oldest), so only
     /// two scores are multiplied. The choice is exactly the one of scoring
     /// every slot and keeping the first highest (the unit tests compare the
-    /// two on random buckets); that loop cost about 500 instructions per
+    /// two on random buckets); that loop cost about 520 instructions per
     /// record, a fifth of all the work of an insert-heavy run (callgrind,
-    /// `examples/op_loop`), this one about a fifth of that.
+    /// `examples/op_loop`), this one about 200.
     pub(super) fn record(&mut self, fp: u32, kind: usize, clocks: [u64; 2], depths: [u64; 2]) {
         let (b, tag) = self.locate(fp);
         let now = clocks.map(|clock| ((clock >> self.shift) as u32) & STAMP_MASK);
         let val = (tag << TAG_SHIFT) | if kind == 1 { KIND_BIT } else { 0 } | now[kind];
         let bucket = &mut self.buckets[b].0;
-        let scan = scan(bucket, tag, now);
-        let pick = if scan.free_or_same != 0 {
-            scan.free_or_same.trailing_zeros() as usize
-        } else {
-            scan.relatively_oldest(bucket, now, depths)
-        };
-        bucket[pick] = val;
+        bucket[slot_to_record(bucket, tag, now, depths)] = val;
     }
 
     /// If `fp` is remembered, forgets it and returns (kind, age in clock
@@ -280,15 +286,6 @@ mod tests {
             .unwrap_or_else(|| score_every_slot(bucket, now, [depths[1].max(1), depths[0].max(1)]))
     }
 
-    fn pick(bucket: &[u32; WAYS], tag: u32, now: [u32; 2], depths: [u64; 2]) -> usize {
-        let scan = scan(bucket, tag, now);
-        if scan.free_or_same != 0 {
-            scan.free_or_same.trailing_zeros() as usize
-        } else {
-            scan.relatively_oldest(bucket, now, depths)
-        }
-    }
-
     proptest::proptest! {
         /// The one-pass choice of slot is the scoring loop's, on buckets
         /// full or not, with few distinct stamps (ties) or many, and depths
@@ -310,14 +307,14 @@ mod tests {
                 }
             }
             let now = if wide { now.map(|n| n.wrapping_mul(2_731) & STAMP_MASK) } else { now };
-            proptest::prop_assert_eq!(pick(&bucket, tag, now, depths), reference_pick(&bucket, tag, now, depths));
+            proptest::prop_assert_eq!(slot_to_record(&bucket, tag, now, depths), reference_pick(&bucket, tag, now, depths));
             let mut full = bucket;
             for slot in &mut full {
                 if *slot == 0 || *slot >> TAG_SHIFT == tag {
                     *slot = ((tag % 3 + 1) << TAG_SHIFT) | 5;
                 }
             }
-            proptest::prop_assert_eq!(pick(&full, tag, now, depths), reference_pick(&full, tag, now, depths));
+            proptest::prop_assert_eq!(slot_to_record(&full, tag, now, depths), reference_pick(&full, tag, now, depths));
         }
 
         /// `take` finds the first slot with the tag, as a scan with early
