@@ -354,8 +354,9 @@ impl<K: Hash + Eq, V> State<K, V> {
 
     /// [`store`](Self::store) of a key not resident: a new slot, then
     /// evictions. Kept out of line so that overwrites, the common case
-    /// under a hot key set, run a smaller function (about 20 fewer
-    /// instructions saving and restoring registers).
+    /// under a hot key set, run a smaller function (callgrind on
+    /// `examples/op_loop`'s inserts: 408 to 404 instructions per insert,
+    /// with the skipped eviction loop above).
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     fn store_new<S: BuildHasher>(
