@@ -64,7 +64,7 @@ impl Direct for governor::DefaultDirectRateLimiter {
     }
 }
 
-impl Direct for Gcra {
+impl<C: Clock> Direct for Gcra<C> {
     #[inline]
     fn allow(&self) -> bool {
         self.check().is_allowed()

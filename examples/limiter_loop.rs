@@ -50,7 +50,7 @@ impl Limiter for governor::DefaultDirectRateLimiter {
     }
 }
 
-impl Limiter for Gcra {
+impl<C: surgeguard::clock::Clock> Limiter for Gcra<C> {
     #[inline]
     fn allow(&self, _key: u64) -> bool {
         self.check().is_allowed()
