@@ -36,78 +36,21 @@
 //! Threads: `SURGEGUARD_BENCH_THREADS=1,4,8,16` (comma-separated; default `1,2`).
 
 use std::hint::black_box;
-use std::num::NonZeroU32;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use surgeguard::clock::{Clock, SystemClock};
-use surgeguard::limit::{Gcra, KeyedGcra, Quota};
+use surgeguard::limit::{Gcra, Quota};
 
 mod support;
 
-use support::rng::{mix64, SplitMix64};
+use support::limiters::{always_allowing, key_sequence, per_key, populate, two_per_hour, Limiter};
 use support::threads::thread_counts;
 use support::tsc_clock::TscClock;
 
 /// Thread counts benched unless `SURGEGUARD_BENCH_THREADS` says otherwise.
 const DEFAULT_THREAD_COUNTS: [usize; 2] = [1, 2];
-
-trait Direct: Sync {
-    fn allow(&self) -> bool;
-}
-
-impl Direct for governor::DefaultDirectRateLimiter {
-    #[inline]
-    fn allow(&self) -> bool {
-        self.check().is_ok()
-    }
-}
-
-impl<C: Clock> Direct for Gcra<C> {
-    #[inline]
-    fn allow(&self) -> bool {
-        self.check().is_allowed()
-    }
-}
-
-trait Keyed: Sync {
-    fn allow(&self, key: u64) -> bool;
-}
-
-impl Keyed for governor::DefaultKeyedRateLimiter<u64> {
-    #[inline]
-    fn allow(&self, key: u64) -> bool {
-        self.check_key(&key).is_ok()
-    }
-}
-
-impl Keyed for KeyedGcra<u64> {
-    #[inline]
-    fn allow(&self, key: u64) -> bool {
-        self.check(&key).is_allowed()
-    }
-}
-
-fn nonzero(n: u32) -> NonZeroU32 {
-    NonZeroU32::new(n).expect("a positive count")
-}
-
-/// Both crates' quotas for `count` per second with `burst`.
-fn quotas(count: u32, burst: u32) -> (governor::Quota, Quota) {
-    let theirs = governor::Quota::per_second(nonzero(count)).allow_burst(nonzero(burst));
-    let ours = Quota::per_second(count)
-        .and_then(|quota| quota.burst(burst))
-        .expect("a valid quota");
-    (theirs, ours)
-}
-
-/// Two per hour (two, so that it splits into two stripes of one).
-fn two_per_hour() -> (governor::Quota, Quota) {
-    let theirs = governor::Quota::per_hour(nonzero(2));
-    let ours = Quota::per_hour(2).expect("a valid quota");
-    (theirs, ours)
-}
 
 /// Runs `work(thread, iters)` on `threads` threads; returns the time from
 /// the first start to the last finish.
@@ -142,8 +85,8 @@ fn timed(threads: usize, iters: u64, work: &(dyn Fn(usize, u64) + Sync)) -> Dura
 
 fn direct_limiters(
     (theirs, ours): (governor::Quota, Quota),
-) -> Vec<(&'static str, Box<dyn Direct>)> {
-    fn ours_with(quota: Quota, stripes: usize, clock: impl Clock) -> Box<dyn Direct> {
+) -> Vec<(&'static str, Box<dyn Limiter>)> {
+    fn ours_with(quota: Quota, stripes: usize, clock: impl Clock) -> Box<dyn Limiter> {
         Box::new(
             Gcra::direct(quota)
                 .stripes(stripes)
@@ -162,7 +105,7 @@ fn direct_limiters(
 
 fn bench_direct(c: &mut Criterion) {
     let cases = [
-        ("direct_allowed", quotas(1_000_000_000, 1_000_000_000)),
+        ("direct_allowed", always_allowing()),
         ("direct_denied", two_per_hour()),
     ];
     for (name, quotas) in cases {
@@ -170,10 +113,10 @@ fn bench_direct(c: &mut Criterion) {
             let mut group = c.benchmark_group(format!("{name}/{threads}t"));
             for (limiter_name, limiter) in direct_limiters(quotas) {
                 // Spend the hourly quota before timing.
-                let _ = (limiter.allow(), limiter.allow());
+                let _ = (limiter.allow(0), limiter.allow(0));
                 let work = |_thread: usize, iters: u64| {
                     for _ in 0..iters {
-                        black_box(limiter.allow());
+                        black_box(limiter.allow(0));
                     }
                 };
                 group.bench_function(limiter_name, |b| {
@@ -183,14 +126,6 @@ fn bench_direct(c: &mut Criterion) {
             group.finish();
         }
     }
-}
-
-/// 4 Mi uniformly random keys out of `distinct`.
-fn key_sequence(distinct: u64) -> Vec<u64> {
-    let mut rng = SplitMix64::new(0x1157_c0de);
-    (0..1 << 22)
-        .map(|_| mix64(rng.next_u64() % distinct))
-        .collect()
 }
 
 fn bench_keyed(c: &mut Criterion) {
@@ -203,8 +138,8 @@ fn bench_keyed(c: &mut Criterion) {
     // `max_keys`, and random keys do not spread perfectly evenly.
     for (name, distinct, max_keys) in cases {
         let keys = key_sequence(distinct);
-        let (theirs, ours) = quotas(1_000, 1_000);
-        let limiters: Vec<(&str, Box<dyn Keyed>)> = vec![
+        let (theirs, ours) = per_key();
+        let limiters: Vec<(&str, Box<dyn Limiter>)> = vec![
             ("governor", Box::new(governor::RateLimiter::keyed(theirs))),
             (
                 "surgeguard",
@@ -227,9 +162,7 @@ fn bench_keyed(c: &mut Criterion) {
             ),
         ];
         for (_, limiter) in &limiters {
-            for rank in 0..distinct {
-                black_box(limiter.allow(mix64(rank)));
-            }
+            populate(&**limiter, distinct);
         }
         for threads in thread_counts(&DEFAULT_THREAD_COUNTS) {
             let mut group = c.benchmark_group(format!("{name}/{threads}t"));

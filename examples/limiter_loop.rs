@@ -11,65 +11,25 @@
 //! ```
 //!
 //! `case` is one of the `limiter` bench's groups (`direct_allowed`,
-//! `direct_denied`, `keyed_1k`, `keyed_1m`), built the same way: the same
-//! quotas, the same key sequence, keyed tables populated before the loop,
-//! surgeguard reading quanta's TSC as governor does. `limiter` is
+//! `direct_denied`, `keyed_1k`, `keyed_1m`), built from the same parts
+//! (`benches/support/limiters.rs`): the same adapters, quotas and key
+//! sequence, keyed tables populated before the loop, surgeguard reading
+//! quanta's TSC as governor does. `limiter` is
 //! `governor` or `surgeguard`. The loop makes `checks` checks on one thread;
 //! a run with 0 checks does all the setup and is the baseline to subtract,
 //! so `(count(N) − count(0)) / N` is the work per check.
 
 use std::hint::black_box;
-use std::num::NonZeroU32;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use surgeguard::limit::{Gcra, KeyedGcra, Quota};
+use surgeguard::limit::{Gcra, KeyedGcra};
 
 #[path = "../benches/support/mod.rs"]
 mod support;
 
-use support::rng::{mix64, SplitMix64};
+use support::limiters::{always_allowing, key_sequence, per_key, populate, two_per_hour, Limiter};
 use support::tsc_clock::TscClock;
-
-fn nonzero(n: u32) -> Result<NonZeroU32, String> {
-    NonZeroU32::new(n).ok_or_else(|| "a zero count".to_string())
-}
-
-/// A limiter as the bench drives it: through a trait object, so that each
-/// limiter's check is compiled once, into its own `allow`, whatever this
-/// loop looks like (with closures, inlining into the loop differed from one
-/// build to the next, and governor's count with it: 56 or 97 instructions).
-trait Limiter {
-    fn allow(&self, key: u64) -> bool;
-}
-
-impl Limiter for governor::DefaultDirectRateLimiter {
-    #[inline]
-    fn allow(&self, _key: u64) -> bool {
-        self.check().is_ok()
-    }
-}
-
-impl<C: surgeguard::clock::Clock> Limiter for Gcra<C> {
-    #[inline]
-    fn allow(&self, _key: u64) -> bool {
-        self.check().is_allowed()
-    }
-}
-
-impl Limiter for governor::DefaultKeyedRateLimiter<u64> {
-    #[inline]
-    fn allow(&self, key: u64) -> bool {
-        self.check_key(&key).is_ok()
-    }
-}
-
-impl Limiter for KeyedGcra<u64> {
-    #[inline]
-    fn allow(&self, key: u64) -> bool {
-        self.check(&key).is_allowed()
-    }
-}
 
 /// `checks` checks of `keys` in turn; prints the time per check.
 fn run(limiter: &dyn Limiter, keys: &[u64], checks: u64) {
@@ -90,35 +50,19 @@ fn run(limiter: &dyn Limiter, keys: &[u64], checks: u64) {
 }
 
 fn direct(name: &str, allowed: bool, checks: u64) -> Result<(), String> {
-    // The bench's quotas: far above the loop's rate, or two per hour.
-    let (count, burst) = if allowed {
-        (1_000_000_000, 1_000_000_000)
+    let (theirs, ours) = if allowed {
+        always_allowing()
     } else {
-        (2, 2)
+        two_per_hour()
     };
     let limiter: Box<dyn Limiter> = match name {
-        "governor" => {
-            let quota = if allowed {
-                governor::Quota::per_second(nonzero(count)?).allow_burst(nonzero(burst)?)
-            } else {
-                governor::Quota::per_hour(nonzero(count)?)
-            };
-            Box::new(governor::RateLimiter::direct(quota))
-        }
-        "surgeguard" => {
-            let quota = if allowed {
-                Quota::per_second(count).and_then(|quota| quota.burst(burst))
-            } else {
-                Quota::per_hour(count)
-            }
-            .map_err(|e| e.to_string())?;
-            Box::new(
-                Gcra::direct(quota)
-                    .clock(TscClock::new())
-                    .build()
-                    .map_err(|e| e.to_string())?,
-            )
-        }
+        "governor" => Box::new(governor::RateLimiter::direct(theirs)),
+        "surgeguard" => Box::new(
+            Gcra::direct(ours)
+                .clock(TscClock::new())
+                .build()
+                .map_err(|e| e.to_string())?,
+        ),
         other => return Err(format!("unknown limiter {other}")),
     };
     // Spends the hourly quota.
@@ -128,17 +72,12 @@ fn direct(name: &str, allowed: bool, checks: u64) -> Result<(), String> {
 }
 
 fn keyed(name: &str, distinct: u64, max_keys: usize, checks: u64) -> Result<(), String> {
-    let mut rng = SplitMix64::new(0x1157_c0de);
-    let keys: Vec<u64> = (0..1 << 22)
-        .map(|_| mix64(rng.next_u64() % distinct))
-        .collect();
+    let keys = key_sequence(distinct);
+    let (theirs, ours) = per_key();
     let limiter: Box<dyn Limiter> = match name {
-        "governor" => Box::new(governor::RateLimiter::<u64, _, _>::keyed(
-            governor::Quota::per_second(nonzero(1_000)?),
-        )),
+        "governor" => Box::new(governor::RateLimiter::<u64, _, _>::keyed(theirs)),
         "surgeguard" => {
-            let quota = Quota::per_second(1_000).map_err(|e| e.to_string())?;
-            let limiter: KeyedGcra<u64> = Gcra::keyed(quota)
+            let limiter: KeyedGcra<u64> = Gcra::keyed(ours)
                 .max_keys(max_keys)
                 .clock(TscClock::new())
                 .build()
@@ -147,9 +86,7 @@ fn keyed(name: &str, distinct: u64, max_keys: usize, checks: u64) -> Result<(), 
         }
         other => return Err(format!("unknown limiter {other}")),
     };
-    for rank in 0..distinct {
-        black_box(limiter.allow(mix64(rank)));
-    }
+    populate(&*limiter, distinct);
     run(&*limiter, &keys, checks);
     Ok(())
 }

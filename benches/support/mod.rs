@@ -13,11 +13,14 @@
 //! - [`threads`]: the multi-thread benches' thread counts, overridable with
 //!   `SURGEGUARD_BENCH_THREADS`.
 //! - [`tsc_clock`]: a surgeguard `Clock` reading the TSC as governor does.
+//! - [`limiters`]: governor's and surgeguard's limiters behind one trait,
+//!   with the quotas and key sequences of the limiter bench.
 
 // Each including target uses a different subset of these helpers.
 #![allow(dead_code)]
 
 pub mod adapters;
+pub mod limiters;
 pub mod lru;
 pub mod rng;
 pub mod threads;
