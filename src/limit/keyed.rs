@@ -194,7 +194,9 @@ pub struct Keyed<K, R: KeyRule, S = ahash::RandomState> {
     when_full: WhenFull,
     /// The bucket untracked keys share under [`WhenFull::ShareOverflowBucket`].
     overflow: Mutex<R::State>,
-    /// A `Box`, not an `Arc`, as for `Gcra`'s clock (one indirection less).
+    /// A `Box`, not an `Arc`: calling through `Arc<dyn Clock>` first
+    /// rounds the data's offset up to the clock's alignment (five more
+    /// instructions a check, perf stat on `examples/limiter_loop.rs`).
     clock: Box<dyn Clock>,
 }
 
