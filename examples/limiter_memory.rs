@@ -1,7 +1,9 @@
 //! Memory under a key flood: 10,000,000 distinct `u64` keys, each checked
 //! once, through surgeguard's keyed GCRA (`max_keys` 1,000,000 and 100,000)
 //! and governor's keyed limiter (dashmap; it keeps every key until the caller
-//! runs `retain_recent()`, which this flood never does).
+//! runs `retain_recent()`, which this flood never does); then both again
+//! keyed by client address (`IpAddr`, the key a service limits by, here
+//! IPv6 addresses: 17 bytes where a `u64` takes 8).
 //!
 //! Each limiter runs in a fresh child process (this example re-executes
 //! itself with `--child NAME`), and reports the growth of its resident set
@@ -15,6 +17,7 @@
 //! /proc; about 20 s).
 
 use std::hint::black_box;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::process::{Command, ExitCode};
 
@@ -22,7 +25,13 @@ use surgeguard::limit::{Gcra, Quota};
 
 const FLOOD: u64 = 10_000_000;
 const CHECKPOINTS: [u64; 4] = [1_000_000, 2_000_000, 5_000_000, 10_000_000];
-const LIMITERS: [&str; 3] = ["governor", "surgeguard_1m", "surgeguard_100k"];
+const LIMITERS: [&str; 5] = [
+    "governor",
+    "surgeguard_1m",
+    "surgeguard_100k",
+    "governor_ip",
+    "surgeguard_1m_ip",
+];
 
 /// Resident set size in bytes, from `/proc/self/statm` (second field, pages).
 fn resident_bytes() -> Result<u64, String> {
@@ -44,6 +53,12 @@ fn key(n: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+/// A distinct IPv6 address per key: the key in the low 64 bits of a
+/// documentation prefix (`2001:db8::/32`).
+fn address(key: u64) -> IpAddr {
+    IpAddr::V6(Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(key)))
 }
 
 /// Floods `check` and prints one line per checkpoint (growth since
@@ -76,6 +91,30 @@ fn child(name: &str) -> Result<(), String> {
                     let _ = black_box(limiter.check_key(&key));
                 },
                 || limiter.len(),
+            )
+        }
+        "governor_ip" => {
+            let limiter = governor::RateLimiter::keyed(governor::Quota::per_second(count));
+            flood(
+                before,
+                |key| {
+                    let _ = black_box(limiter.check_key(&address(key)));
+                },
+                || limiter.len(),
+            )
+        }
+        "surgeguard_1m_ip" => {
+            let quota = Quota::per_second(1_000).map_err(|e| e.to_string())?;
+            let limiter = Gcra::keyed(quota)
+                .max_keys(1_000_000)
+                .build()
+                .map_err(|e| e.to_string())?;
+            flood(
+                before,
+                |key| {
+                    let _ = black_box(limiter.check(&address(key)));
+                },
+                || limiter.tracked_keys(),
             )
         }
         "surgeguard_1m" | "surgeguard_100k" => {
@@ -145,7 +184,7 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "{FLOOD} distinct u64 keys, one check each, 1,000/s per key; one fresh process per limiter"
+        "{FLOOD} distinct keys (u64, or IPv6 addresses for *_ip), one check each, 1,000/s per key; one fresh process per limiter"
     );
     println!();
     println!("| limiter | RSS growth MiB after 1M / 2M / 5M / 10M keys | tracked keys | bytes per tracked key |");
