@@ -25,7 +25,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::decision::DecisionParts;
-use super::table::{KeyRule, Outcome, Table, TARGET_SHARD_KEYS};
+use super::table::{KeyRule, KeyStore, Outcome, TARGET_SHARD_KEYS};
 use super::{CheckError, Decision, GcraRule, RateLimiter};
 use crate::clock::{Clock, SystemClock};
 
@@ -190,7 +190,9 @@ pub enum BuildError {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Keyed<K, R: KeyRule, S = ahash::RandomState> {
-    table: Table<K, R, S>,
+    /// The rule's key table ([`KeyRule::Store`]): GCRA's lock-free tag
+    /// table, the windows' locked one.
+    table: R::Store<K, S>,
     when_full: WhenFull,
     /// The bucket untracked keys share under [`WhenFull::ShareOverflowBucket`].
     overflow: Mutex<R::State>,
@@ -396,6 +398,9 @@ where
     K: Hash + Eq + Clone + Send + Sync,
     R: KeyRule,
     S: BuildHasher + Send + Sync,
+    // Holds for every rule's table when `K` and `S` are `Send + Sync`; said
+    // here because a generic `R`'s table type is not known.
+    R::Store<K, S>: Send + Sync,
 {
     #[inline]
     fn check(&self, key: &K) -> Decision {
@@ -583,16 +588,15 @@ where
                     max_keys: self.max_keys,
                 })
             }
-            Some(shards) => shards,
-            None => default_shards(self.max_keys),
+            shards => shards,
         };
         let overflow = Mutex::new(rule.fresh_state());
         Ok(Keyed {
-            table: Table::new(rule, self.max_keys, shards, self.hasher).map_err(|_| {
-                BuildError::TooManyKeys {
+            table: R::Store::<K, S>::build(rule, self.max_keys, shards, self.hasher).map_err(
+                |_| BuildError::TooManyKeys {
                     max_keys: self.max_keys,
-                }
-            })?,
+                },
+            )?,
             when_full: self.when_full,
             overflow,
             clock: self.clock,
@@ -600,7 +604,8 @@ where
     }
 }
 
-fn default_shards(max_keys: usize) -> usize {
+/// The default shard count of the locked table (`table.rs`).
+pub(crate) fn default_shards(max_keys: usize) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let for_cores = (cores * SHARDS_PER_CORE).min(max_keys / MIN_SHARD_KEYS);
     let for_sweeps = max_keys.div_ceil(TARGET_SHARD_KEYS);

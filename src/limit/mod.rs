@@ -57,6 +57,7 @@ mod keyed;
 mod quota;
 mod shadow;
 mod table;
+mod tag_table;
 mod window;
 
 use std::sync::Arc;

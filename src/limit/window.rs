@@ -31,7 +31,7 @@
 use std::time::Duration;
 
 use super::keyed::{BuildError, Keyed, KeyedBuilder};
-use super::table::{sealed, KeyRule};
+use super::table::{sealed, KeyRule, Table};
 use super::{Decision, Quota};
 use crate::clock::duration_to_nanos;
 
@@ -257,6 +257,8 @@ impl sealed::Sealed for SlidingWindowRule {}
 impl KeyRule for SlidingWindowRule {
     type State = WindowCounters;
 
+    type Store<K, S> = Table<K, Self, S>;
+
     fn fresh_state(&self) -> WindowCounters {
         WindowCounters::default()
     }
@@ -385,6 +387,8 @@ impl sealed::Sealed for ExactWindowRule {}
 
 impl KeyRule for ExactWindowRule {
     type State = AdmissionLog;
+
+    type Store<K, S> = Table<K, Self, S>;
 
     fn fresh_state(&self) -> AdmissionLog {
         AdmissionLog::default()

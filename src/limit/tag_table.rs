@@ -1,0 +1,807 @@
+//! The key table behind keyed GCRA: a check of a tracked key takes no lock.
+//!
+//! A keyed check used to take its shard's read lock (`table.rs`): two atomic
+//! read-modify-writes (acquire, release) per check, on a cache line every
+//! core checking that shard writes. They cost more than the GCRA decision
+//! itself. GCRA's whole state is one word (the TAT), so the key table can be
+//! made of words too, and a check of a tracked key can be done with plain
+//! loads and, when it takes something, the one compare-and-swap that GCRA
+//! needs anyway:
+//!
+//! * **A denial writes nothing; an allowance writes once.** A check of a
+//!   tracked key loads the key's tag and TAT, decides, and if allowed
+//!   compare-and-swaps the TAT. No lock, no reader count.
+//! * **Keys are 64-bit tags.** A key is identified by `hasher.hash_one(key)`
+//!   (0 mapped to 1: a tag of 0 marks an empty slot); the table never stores
+//!   `K`. So every key costs the same memory, an `IpAddr` as little as a
+//!   `u64`, and a slot is two words that can be read without a lock. The
+//!   price is honest but small: two keys whose 64-bit hashes are equal share
+//!   one limit. With the default hasher (`ahash::RandomState`, seeded
+//!   randomly per limiter, so clients cannot aim collisions) the chance that
+//!   *any* two of `n` keys tracked at the same time collide is about
+//!   `n² / 2⁶⁵`: 3·10⁻⁸ at a million keys. A collision makes the two clients'
+//!   limit stricter (they draw on one bucket); it never resets a limit and
+//!   never costs memory. A hasher chosen with `KeyedBuilder::hasher` that
+//!   collides more (a constant one, say) makes more keys share.
+//! * **Fixed memory, allocated once.** One array of buckets, each 8 tags and
+//!   their 8 TATs on a 128-byte line pair (Intel's adjacent-line prefetcher
+//!   fetches lines in pairs): a tracked key's check touches one pair. Slots
+//!   are `max_keys × 4/3` (rounded up to whole buckets), about 21.6 bytes
+//!   per key of `max_keys` with everything counted (21.57 at 1,000,000 keys;
+//!   the table for `u64` keys took about 23 before, more for wider keys).
+//! * **Regions.** The buckets are split into contiguous *regions*
+//!   ([`KeyedBuilder::shards`](super::KeyedBuilder::shards) sets how many),
+//!   each with a mutex taken only to insert a key, forget idle ones, or
+//!   refund: never by a check of a tracked key. A key's region comes from
+//!   its tag's high 32 bits, its home bucket from the low 32; it lives in the
+//!   first bucket with a free slot at the time it was inserted, from its home
+//!   on, wrapping within the region. Per bucket, a *spill count* (kept under
+//!   the region's lock) counts the keys that passed the bucket to one further
+//!   along; a lookup goes on past a bucket only while its spill count is
+//!   nonzero, so a lookup usually reads one bucket, and never more than the
+//!   region. The counts are bytes that stick at 255 (a stuck count only
+//!   makes lookups read on; it is never too low).
+//! * **Only a lock-free *find* is trusted.** A lookup without the lock that
+//!   finds nothing (a key being inserted, a spill count not yet seen) is
+//!   repeated under the region's lock, which is authoritative; new keys take
+//!   that path anyway.
+//! * **Removing a key under a check.** Only an idle key is removed (its TAT
+//!   at or before now: a full bucket, so forgetting it changes no decision),
+//!   under its region's lock: the TAT is compare-and-swapped from the idle
+//!   value to `LOCKED` (which fails if a check charged it meanwhile: it is
+//!   not idle any more and stays), then the tag is cleared, then the TAT.
+//!   A check that read the tag and then finds `LOCKED`, or a different tag
+//!   when it reads the tag again after the TAT, takes the locked path. One
+//!   race remains: a check reads the tag and TAT of key A, A is removed and
+//!   the slot given to key B, B's TAT happens to come back to the very value
+//!   the check read, and the check's compare-and-swap succeeds on B's slot.
+//!   The check then reads the tag again, sees it is not A's, and decides A
+//!   on the locked path. The charge it left on B is *not* undone: GCRA's
+//!   update is `max(TAT, now) + cost·T`, and subtracting `cost·T` again is
+//!   not its inverse once other checks have run (it can leave B's TAT lower
+//!   than it should be, which would let B through more than its limit). Left
+//!   in place, the charge can only make B stricter, by at most one check's
+//!   cost, in a race that needs a removal and a re-insert of the same slot,
+//!   and an exact TAT coincidence, inside one check.
+//! * **Bounded, like the table before it.** A table-wide count of tracked
+//!   keys (on a cache line of its own, touched only by inserts and
+//!   removals) keeps the table at `max_keys`. A region has at least
+//!   `share × 4/3` slots (`share = ⌈max_keys / regions⌉`), and, as shards
+//!   did in `table.rs`, at least `share + ⌈4√share⌉ + 4` when that is more
+//!   (small shares): with at most `max_keys` active keys hashed at random, a
+//!   region's share exceeds that with probability below 2·10⁻⁵, which bounds
+//!   how often a new key is refused by its own full region while the table
+//!   has room (a unit test fills a table of 200,000 keys and counts none).
+//!   Otherwise a new key is refused only when the table holds `max_keys`
+//!   active keys.
+//! * **Idle keys go first, and only when some can be idle.** A new key that
+//!   finds its region (or the table) full sweeps its region from a cursor,
+//!   removing the idle keys it passes, until it has freed one and looked at
+//!   8 buckets, or gone round; then the other regions, one lock at a time.
+//!   Each region keeps a lower bound of its keys' idle times (exact after a
+//!   full round, lowered by inserts and refunds; checks only raise TATs), and
+//!   the table one for all regions, so a table full of active keys refuses
+//!   a new key in O(1) until the earliest could have gone idle.
+//!
+//! Measured with `perf stat` on `examples/limiter_loop.rs` (one thread, 20
+//! million checks, mostly denied; instructions per check): `keyed_1k` 164
+//! before, 80 now (governor 283); `keyed_1m` 161 before, 80 now (governor
+//! 290).
+
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+
+#[cfg(surgeguard_loom)]
+use loom::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+#[cfg(not(surgeguard_loom))]
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+use parking_lot::{Mutex, MutexGuard};
+
+use super::gcra::Admission;
+use super::keyed::MAX_SHARDS;
+use super::table::{slack, KeyStore, Outcome, TableTooLarge};
+use super::{Decision, GcraRule};
+
+/// Slots per bucket: 8 tags and 8 TATs fill a 128-byte line pair.
+const SLOTS: usize = 8;
+
+/// The tag of an empty slot.
+const EMPTY: u64 = 0;
+
+/// A TAT no check may act on: the key in the slot is being removed.
+const LOCKED: u64 = u64::MAX;
+
+/// The largest TAT stored (saturated GCRA arithmetic would reach `LOCKED`).
+const MAX_TAT: u64 = LOCKED - 1;
+
+/// A spill count this high sticks: it is no longer decremented.
+const SPILL_STUCK: u8 = u8::MAX;
+
+/// Regions the default aims to give each core, as shards before.
+const REGIONS_PER_CORE: usize = 4;
+
+/// The default never makes regions smaller than this many keys (8 buckets
+/// at three quarters full, before slack).
+const MIN_REGION_KEYS: usize = 48;
+
+/// The default keeps regions at most this many keys, so that a full sweep
+/// of one (about 512 buckets) takes a few microseconds.
+const TARGET_REGION_KEYS: usize = 3072;
+
+/// Buckets a sweep examines after freeing its first key, so that one sweep
+/// frees several keys for the new keys that follow.
+const SWEEP_AFTER_FIRST_FREE: usize = 8;
+
+/// Eight tagged slots on a 128-byte line pair: the tags first, so that a
+/// lookup reads one line and the TAT it then needs is on the line the
+/// adjacent-line prefetcher brings with it.
+#[repr(C, align(128))]
+struct Bucket {
+    tags: [AtomicU64; SLOTS],
+    tats: [AtomicU64; SLOTS],
+}
+
+impl Bucket {
+    fn new() -> Bucket {
+        Bucket {
+            tags: std::array::from_fn(|_| AtomicU64::new(EMPTY)),
+            tats: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    /// The slot holding `tag`, if any.
+    #[inline]
+    fn slot_of(&self, tag: u64) -> Option<usize> {
+        (0..SLOTS).find(|&slot| self.tags[slot].load(Ordering::Acquire) == tag)
+    }
+}
+
+/// A region's lock, alone on its cache lines.
+#[repr(align(128))]
+struct Region {
+    state: Mutex<RegionState>,
+}
+
+/// What a region's lock guards (besides the region's slots and spill
+/// counts, which are atomics so that checks can read them).
+struct RegionState {
+    /// Keys stored in the region.
+    len: usize,
+    /// The bucket (offset in the region) the next sweep starts at.
+    cursor: usize,
+    /// No key of the region is idle before this.
+    idle_bound: u64,
+}
+
+/// What inserts and removals share, on cache lines of their own: checks of
+/// tracked keys never touch it.
+#[repr(align(128))]
+struct Census {
+    /// Places taken: keys tracked, plus places held for a key on its way in.
+    /// Never above `max_keys`.
+    taken: AtomicUsize,
+    /// No tracked key, in any region, is idle before this: lowered by each
+    /// insert and refund, raised only by a scan of every region that found
+    /// none idle.
+    no_idle_before: AtomicU64,
+}
+
+/// At most `max_keys` GCRA states in fixed memory, identified by 64-bit tags.
+pub struct TagTable<S> {
+    buckets: Box<[Bucket]>,
+    /// Per bucket: keys stored further along whose probe passed it.
+    spills: Box<[AtomicU8]>,
+    regions: Box<[Region]>,
+    /// Buckets per region (every region has as many).
+    region_buckets: usize,
+    hasher: S,
+    rule: GcraRule,
+    max_keys: usize,
+    census: Census,
+}
+
+/// Buckets per region for `max_keys` over `regions` regions (see the module
+/// docs).
+fn buckets_per_region(max_keys: usize, regions: usize) -> usize {
+    let share = max_keys.div_ceil(regions);
+    let mut slots = share.saturating_add(share.div_ceil(3));
+    if regions > 1 {
+        // Slack for uneven hashing, though never past the whole table.
+        slots = slots.max(share.saturating_add(slack(share)).min(max_keys));
+    }
+    slots.div_ceil(SLOTS).max(1)
+}
+
+/// The default region count: 4 per core while each region still gets
+/// [`MIN_REGION_KEYS`] keys, raised so that none holds more than
+/// [`TARGET_REGION_KEYS`].
+pub(crate) fn default_regions(max_keys: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let for_cores = (cores * REGIONS_PER_CORE).min(max_keys / MIN_REGION_KEYS);
+    let for_sweeps = max_keys.div_ceil(TARGET_REGION_KEYS);
+    for_cores.max(for_sweeps).clamp(1, MAX_SHARDS)
+}
+
+/// Allocates `count` items made by `make`, failing rather than aborting.
+fn try_boxed<T>(count: usize, make: impl Fn() -> T) -> Result<Box<[T]>, TableTooLarge> {
+    let mut items = Vec::new();
+    items.try_reserve_exact(count).map_err(|_| TableTooLarge)?;
+    items.extend((0..count).map(|_| make()));
+    Ok(items.into_boxed_slice())
+}
+
+/// Decides a check of the key tagged `tag`, found (without the lock) in the
+/// slot of `tag_cell` and `tat_cell`. `None`: the slot changed under the
+/// check (the key is being removed, or is gone), so decide on the locked
+/// path. An allowance's charge that may have landed on another key's state
+/// is left there (see the module docs).
+///
+/// Orderings: the tag was read with `Acquire`, pairing with the insert's
+/// `Release`, so the TAT read here is the key's or a later one. Every write
+/// to a TAT is a release (the removal's reset, an insert's first TAT, this
+/// compare-and-swap), and the TAT is read with acquire: so if the value read
+/// (or replaced) was written after the key's removal, the tag read after it
+/// is no longer `tag`.
+#[inline]
+fn decide_in_slot(
+    rule: &GcraRule,
+    tag_cell: &AtomicU64,
+    tat_cell: &AtomicU64,
+    tag: u64,
+    now: u64,
+    cost: u32,
+) -> Option<Decision> {
+    let mut current = tat_cell.load(Ordering::Acquire);
+    loop {
+        if current == LOCKED || tag_cell.load(Ordering::Relaxed) != tag {
+            return None;
+        }
+        match rule.admit(current, now, cost) {
+            Admission::Denied {
+                backlog,
+                backlog_after,
+            } => return Some(rule.denied(backlog, backlog_after)),
+            Admission::Allowed {
+                new_tat,
+                backlog_after,
+            } => {
+                if cost == 0 {
+                    return Some(rule.allowed(backlog_after));
+                }
+                match tat_cell.compare_exchange_weak(
+                    current,
+                    new_tat.min(MAX_TAT),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        if tag_cell.load(Ordering::Relaxed) != tag {
+                            return None;
+                        }
+                        return Some(rule.allowed(backlog_after));
+                    }
+                    Err(actual) => current = actual,
+                }
+            }
+        }
+    }
+}
+
+/// Under the region's lock: empties the slot if its key is idle at `now`
+/// (`Err`: it is not, and its idle time). The TAT goes through `LOCKED`, so
+/// that no check can charge a key once its removal is decided.
+fn release_if_idle(tag_cell: &AtomicU64, tat_cell: &AtomicU64, now: u64) -> Result<(), u64> {
+    let mut current = tat_cell.load(Ordering::Acquire);
+    loop {
+        if current > now {
+            return Err(current);
+        }
+        match tat_cell.compare_exchange_weak(current, LOCKED, Ordering::Acquire, Ordering::Acquire)
+        {
+            Ok(_) => break,
+            Err(actual) => current = actual,
+        }
+    }
+    tag_cell.store(EMPTY, Ordering::Relaxed);
+    tat_cell.store(0, Ordering::Release);
+    Ok(())
+}
+
+/// Under the region's lock: gives an empty slot to `tag` with its first TAT.
+/// The TAT first, then the tag (release): a check that finds the tag reads
+/// this TAT or a later one.
+fn fill_slot(tag_cell: &AtomicU64, tat_cell: &AtomicU64, tag: u64, tat: u64) {
+    tat_cell.store(tat, Ordering::Release);
+    tag_cell.store(tag, Ordering::Release);
+}
+
+impl<S> TagTable<S> {
+    /// `regions`: between 1 and `max_keys` (the builder checks); `None` for
+    /// the default.
+    pub(crate) fn new(
+        rule: GcraRule,
+        max_keys: usize,
+        regions: Option<usize>,
+        hasher: S,
+    ) -> Result<Self, TableTooLarge> {
+        let regions = regions.unwrap_or_else(|| default_regions(max_keys)).max(1);
+        let region_buckets = buckets_per_region(max_keys, regions);
+        // Home buckets are taken from 32 bits of the tag.
+        if region_buckets > u32::MAX as usize {
+            return Err(TableTooLarge);
+        }
+        let total = region_buckets
+            .checked_mul(regions)
+            .filter(|&total| total.checked_mul(size_of::<Bucket>()).is_some())
+            .ok_or(TableTooLarge)?;
+        Ok(TagTable {
+            buckets: try_boxed(total, Bucket::new)?,
+            spills: try_boxed(total, || AtomicU8::new(0))?,
+            regions: try_boxed(regions, || Region {
+                state: Mutex::new(RegionState {
+                    len: 0,
+                    cursor: 0,
+                    idle_bound: 0,
+                }),
+            })?,
+            region_buckets,
+            hasher,
+            rule,
+            max_keys,
+            census: Census {
+                taken: AtomicUsize::new(0),
+                no_idle_before: AtomicU64::new(0),
+            },
+        })
+    }
+
+    /// The region of `tag`, from its high 32 bits.
+    #[inline]
+    fn region_of(&self, tag: u64) -> usize {
+        (((tag >> 32) * self.regions.len() as u64) >> 32) as usize
+    }
+
+    /// The home bucket of `tag` within its region, from its low 32 bits.
+    #[inline]
+    fn home_of(&self, tag: u64) -> usize {
+        (((tag & 0xffff_ffff) * self.region_buckets as u64) >> 32) as usize
+    }
+
+    /// The bucket after `offset` in a region, wrapping.
+    #[inline]
+    fn next(&self, offset: usize) -> usize {
+        if offset + 1 == self.region_buckets {
+            0
+        } else {
+            offset + 1
+        }
+    }
+
+    /// Slots in each region.
+    fn region_slots(&self) -> usize {
+        self.region_buckets * SLOTS
+    }
+
+    /// The bucket and slot holding `tag`. Without the region's lock, a find
+    /// can be trusted (with the tag checked again, as `decide_in_slot`
+    /// does) but a miss cannot; under it, both can.
+    #[inline]
+    fn find(&self, tag: u64) -> Option<(&Bucket, usize)> {
+        let start = self.region_of(tag) * self.region_buckets;
+        let home = self.home_of(tag);
+        let bucket = &self.buckets[start + home];
+        if let Some(slot) = bucket.slot_of(tag) {
+            return Some((bucket, slot));
+        }
+        if self.spills[start + home].load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        self.find_beyond(start, home, tag)
+    }
+
+    /// [`find`](Self::find) past the home bucket: rare (a full home bucket),
+    /// so out of line.
+    #[inline(never)]
+    fn find_beyond(&self, start: usize, home: usize, tag: u64) -> Option<(&Bucket, usize)> {
+        let mut offset = home;
+        for _ in 1..self.region_buckets {
+            offset = self.next(offset);
+            let bucket = &self.buckets[start + offset];
+            if let Some(slot) = bucket.slot_of(tag) {
+                return Some((bucket, slot));
+            }
+            if self.spills[start + offset].load(Ordering::Relaxed) == 0 {
+                return None;
+            }
+        }
+        None
+    }
+
+    /// Under region `region`'s lock: stores `tag` with its first TAT in the
+    /// first free slot from its home bucket on. False if the region is full.
+    fn insert(&self, region: usize, state: &mut RegionState, tag: u64, tat: u64) -> bool {
+        let start = region * self.region_buckets;
+        let home = self.home_of(tag);
+        let mut offset = home;
+        for passed in 0..self.region_buckets {
+            let bucket = &self.buckets[start + offset];
+            let free = (0..SLOTS).find(|&slot| bucket.tags[slot].load(Ordering::Relaxed) == EMPTY);
+            if let Some(slot) = free {
+                // Spill counts before the tag, so that a lookup that finds
+                // the tag's bucket passed is likely to see them.
+                let mut spilled = home;
+                for _ in 0..passed {
+                    let count = &self.spills[start + spilled];
+                    let value = count.load(Ordering::Relaxed);
+                    if value != SPILL_STUCK {
+                        count.store(value + 1, Ordering::Relaxed);
+                    }
+                    spilled = self.next(spilled);
+                }
+                fill_slot(&bucket.tags[slot], &bucket.tats[slot], tag, tat);
+                state.len += 1;
+                return true;
+            }
+            offset = self.next(offset);
+        }
+        false
+    }
+
+    /// Under region `region`'s lock: removes the key in `slot` of bucket
+    /// `offset` if it is idle at `now`; `Err`: its idle time.
+    fn remove_if_idle(
+        &self,
+        start: usize,
+        offset: usize,
+        slot: usize,
+        now: u64,
+    ) -> Result<(), u64> {
+        let bucket = &self.buckets[start + offset];
+        let tag = bucket.tags[slot].load(Ordering::Relaxed);
+        release_if_idle(&bucket.tags[slot], &bucket.tats[slot], now)?;
+        let mut spilled = self.home_of(tag);
+        while spilled != offset {
+            let count = &self.spills[start + spilled];
+            let value = count.load(Ordering::Relaxed);
+            if value != SPILL_STUCK {
+                count.store(value - 1, Ordering::Relaxed);
+            }
+            spilled = self.next(spilled);
+        }
+        Ok(())
+    }
+
+    /// Under region `region`'s lock: removes idle keys from the cursor on,
+    /// until it has freed one and examined [`SWEEP_AFTER_FIRST_FREE`]
+    /// buckets, or (`whole`, or nothing freed) gone round once, which makes
+    /// the region's idle bound exact. Returns how many it freed; does not
+    /// give their places back.
+    fn sweep(&self, region: usize, state: &mut RegionState, now: u64, whole: bool) -> usize {
+        if now < state.idle_bound {
+            return 0;
+        }
+        let start = region * self.region_buckets;
+        let mut freed = 0;
+        let mut earliest = u64::MAX;
+        for examined in 1..=self.region_buckets {
+            let offset = state.cursor;
+            state.cursor = self.next(offset);
+            let bucket = &self.buckets[start + offset];
+            for slot in 0..SLOTS {
+                if bucket.tags[slot].load(Ordering::Relaxed) == EMPTY {
+                    continue;
+                }
+                match self.remove_if_idle(start, offset, slot, now) {
+                    Ok(()) => freed += 1,
+                    Err(idle_at) => earliest = earliest.min(idle_at),
+                }
+            }
+            if !whole
+                && freed > 0
+                && examined >= SWEEP_AFTER_FIRST_FREE
+                && examined < self.region_buckets
+            {
+                // Stopped early: the old bound is still a lower bound.
+                state.len -= freed;
+                return freed;
+            }
+        }
+        state.idle_bound = earliest;
+        state.len -= freed;
+        freed
+    }
+
+    /// Takes one place in the table-wide count; false if it is full.
+    #[inline]
+    fn take_place(&self) -> bool {
+        self.census
+            .taken
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |taken| {
+                (taken < self.max_keys).then_some(taken + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives `places` back to the table-wide count.
+    #[inline]
+    fn give_places(&self, places: usize) {
+        if places > 0 {
+            self.census.taken.fetch_sub(places, Ordering::Relaxed);
+        }
+    }
+
+    /// Keeps the table's lower bound of idle times at or below `idle_at`.
+    #[inline]
+    fn lower_idle_bound(&self, idle_at: u64) {
+        if idle_at < self.census.no_idle_before.load(Ordering::Relaxed) {
+            self.census
+                .no_idle_before
+                .fetch_min(idle_at, Ordering::Relaxed);
+        }
+    }
+
+    fn lock(&self, region: usize) -> MutexGuard<'_, RegionState> {
+        self.regions[region].state.lock()
+    }
+
+    /// The table is full and region `own` has room but no idle key: frees
+    /// idle keys of the other regions, keeping one place for the caller
+    /// (`Ok`). One region's lock at a time, so it cannot deadlock. Unless
+    /// the clock has passed the table's lower bound of idle times this is
+    /// O(1); a scan of every region that finds none idle raises the bound
+    /// to the earliest idle time it saw. `Err`: the earliest time a key
+    /// could go idle.
+    #[cold]
+    fn reclaim_elsewhere(&self, own: usize, now: u64) -> Result<(), u64> {
+        let bound = self.census.no_idle_before.load(Ordering::Relaxed);
+        if now < bound {
+            return Err(bound);
+        }
+        let count = self.regions.len();
+        let mut earliest = u64::MAX;
+        // The own region last: it was swept just now.
+        for offset in 1..=count {
+            let region = (own + offset) % count;
+            let mut state = self.lock(region);
+            let freed = self.sweep(region, &mut state, now, false);
+            if freed > 0 {
+                self.give_places(freed - 1);
+                return Ok(());
+            }
+            earliest = earliest.min(state.idle_bound);
+        }
+        // Unless an insert or refund lowered the bound meanwhile. (One that
+        // found it already low enough, and so did not write it, can be
+        // missed: its key then waits for this scan's bound, later by at most
+        // the rule's longest idle time.)
+        let _ = self.census.no_idle_before.compare_exchange(
+            bound,
+            earliest,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        // No key at all: keys were forgotten meanwhile, so retry now.
+        Err(if earliest == u64::MAX { now } else { earliest })
+    }
+
+    /// Under the region's lock (so the key cannot be removed meanwhile):
+    /// the GCRA compare-and-swap loop on a tracked key's TAT.
+    fn decide_locked(&self, tat_cell: &AtomicU64, now: u64, cost: u32) -> Decision {
+        let mut current = tat_cell.load(Ordering::Acquire);
+        loop {
+            match self.rule.admit(current, now, cost) {
+                Admission::Denied {
+                    backlog,
+                    backlog_after,
+                } => return self.rule.denied(backlog, backlog_after),
+                Admission::Allowed {
+                    new_tat,
+                    backlog_after,
+                } => {
+                    if cost == 0 {
+                        return self.rule.allowed(backlog_after);
+                    }
+                    match tat_cell.compare_exchange_weak(
+                        current,
+                        new_tat.min(MAX_TAT),
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    ) {
+                        Ok(_) => return self.rule.allowed(backlog_after),
+                        Err(actual) => current = actual,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decides `cost` for the key tagged `tag` under its region's lock: a
+    /// key the lock-free path did not find (new, or being inserted or
+    /// removed), inserting it if it is new and there is room.
+    fn decide_exclusive(&self, tag: u64, now: u64, cost: u32) -> Outcome {
+        let region = self.region_of(tag);
+        // A place freed in another region and held for this key: at most
+        // one trip to the other regions, so at most two rounds.
+        let mut held = false;
+        loop {
+            let mut state = self.lock(region);
+            // Another thread may have inserted the key meanwhile.
+            if let Some((bucket, slot)) = self.find(tag) {
+                self.give_places(usize::from(held));
+                return Outcome::Decided(self.decide_locked(&bucket.tats[slot], now, cost));
+            }
+            if cost == 0 {
+                // Only looking: a key never seen has a full bucket.
+                self.give_places(usize::from(held));
+                return Outcome::Decided(self.rule.decide(0, now, 0).0);
+            }
+            let below_cap = state.len < self.region_slots();
+            if !(below_cap && (held || self.take_place())) {
+                let freed = self.sweep(region, &mut state, now, false);
+                if freed > 0 {
+                    // The new key takes one of the places freed; the others
+                    // go back (with the one held, if any).
+                    self.give_places(freed - 1 + usize::from(held));
+                } else if !below_cap || held {
+                    self.give_places(usize::from(held));
+                    return Outcome::Full {
+                        next_idle: state.idle_bound,
+                    };
+                } else {
+                    // The table is full, and this region has room but no
+                    // idle key: look elsewhere, holding no lock meanwhile.
+                    drop(state);
+                    match self.reclaim_elsewhere(region, now) {
+                        Ok(()) => {
+                            held = true;
+                            continue;
+                        }
+                        Err(next_idle) => return Outcome::Full { next_idle },
+                    }
+                }
+            }
+            // A fresh bucket allows any cost up to the burst.
+            let (decision, new_tat) = self.rule.decide(0, now, cost);
+            match new_tat {
+                Some(tat)
+                    if tat > now && self.insert(region, &mut state, tag, tat.min(MAX_TAT)) =>
+                {
+                    state.idle_bound = state.idle_bound.min(tat);
+                    self.lower_idle_bound(tat);
+                }
+                // Nothing to remember (or, impossibly, no free slot).
+                _ => self.give_places(1),
+            }
+            return Outcome::Decided(decision);
+        }
+    }
+}
+
+impl<S: BuildHasher> TagTable<S> {
+    /// `key`'s tag: its hash, never [`EMPTY`].
+    #[inline]
+    fn tag_of<K: Hash>(&self, key: &K) -> u64 {
+        self.hasher.hash_one(key).max(1)
+    }
+}
+
+impl<K, S> KeyStore<K, S> for TagTable<S> {
+    type Rule = GcraRule;
+
+    fn build(
+        rule: GcraRule,
+        max_keys: usize,
+        shards: Option<usize>,
+        hasher: S,
+    ) -> Result<Self, TableTooLarge>
+    where
+        K: Hash + Eq + Clone,
+        S: BuildHasher,
+    {
+        TagTable::new(rule, max_keys, shards, hasher)
+    }
+
+    #[inline]
+    fn check_tracked(&self, key: &K, now: u64, cost: u32) -> Result<Decision, u64>
+    where
+        K: Hash + Eq + Clone,
+        S: BuildHasher,
+    {
+        let tag = self.tag_of(key);
+        if let Some((bucket, slot)) = self.find(tag) {
+            let decided = decide_in_slot(
+                &self.rule,
+                &bucket.tags[slot],
+                &bucket.tats[slot],
+                tag,
+                now,
+                cost,
+            );
+            if let Some(decision) = decided {
+                return Ok(decision);
+            }
+        }
+        Err(tag)
+    }
+
+    #[inline(never)]
+    fn check_exclusive(&self, hash: u64, _key: &K, now: u64, cost: u32) -> Outcome
+    where
+        K: Hash + Eq + Clone,
+        S: BuildHasher,
+    {
+        self.decide_exclusive(hash, now, cost)
+    }
+
+    fn refund(&self, key: &K, _now: u64, cost: u32) -> bool
+    where
+        K: Hash + Eq + Clone,
+        S: BuildHasher,
+    {
+        let tag = self.tag_of(key);
+        let mut state = self.lock(self.region_of(tag));
+        let Some((bucket, slot)) = self.find(tag) else {
+            return false;
+        };
+        // Under the lock the key cannot be removed; checks may still charge.
+        let cell = &bucket.tats[slot];
+        let mut current = cell.load(Ordering::Acquire);
+        let refunded = loop {
+            let refunded = self.rule.refunded(current, cost);
+            match cell.compare_exchange_weak(current, refunded, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break refunded,
+                Err(actual) => current = actual,
+            }
+        };
+        state.idle_bound = state.idle_bound.min(refunded);
+        self.lower_idle_bound(refunded);
+        true
+    }
+
+    fn tracked_keys(&self) -> usize {
+        self.regions
+            .iter()
+            .map(|region| region.state.lock().len)
+            .sum()
+    }
+
+    fn allocated_bytes(&self) -> usize {
+        size_of_val(&*self.buckets) + size_of_val(&*self.spills) + size_of_val(&*self.regions)
+    }
+
+    fn reclaim_all_idle(&self, now: u64) -> usize {
+        (0..self.regions.len())
+            .map(|region| {
+                let mut state = self.lock(region);
+                let freed = self.sweep(region, &mut state, now, true);
+                self.give_places(freed);
+                freed
+            })
+            .sum()
+    }
+
+    fn rule(&self) -> &GcraRule {
+        &self.rule
+    }
+
+    fn max_keys(&self) -> usize {
+        self.max_keys
+    }
+
+    fn shard_count(&self) -> usize {
+        self.regions.len()
+    }
+}
+
+impl<S> fmt::Debug for TagTable<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TagTable")
+            .field("rule", &self.rule)
+            .field("max_keys", &self.max_keys)
+            .field("regions", &self.regions.len())
+            .field("buckets_per_region", &self.region_buckets)
+            .finish_non_exhaustive()
+    }
+}
