@@ -150,11 +150,25 @@ impl Bucket {
         }
     }
 
-    /// The slot holding `tag`, if any.
-    #[inline]
+    /// The slot holding `tag`, if any: its preferred slot first (see
+    /// [`preferred_slot`]), then all.
+    #[inline(always)]
     fn slot_of(&self, tag: u64) -> Option<usize> {
+        let preferred = preferred_slot(tag);
+        if self.tags[preferred].load(Ordering::Acquire) == tag {
+            return Some(preferred);
+        }
         (0..SLOTS).find(|&slot| self.tags[slot].load(Ordering::Acquire) == tag)
     }
+}
+
+/// The slot of its bucket a key takes if it is free (from bits the bucket
+/// index does not use), so that a lookup usually compares one tag rather
+/// than half the bucket's: at most three quarters full, a bucket mostly has
+/// the slot free when a key arrives.
+#[inline(always)]
+fn preferred_slot(tag: u64) -> usize {
+    (tag as usize) & (SLOTS - 1)
 }
 
 /// A region's lock, alone on its cache lines.
@@ -327,13 +341,11 @@ impl<S> TagTable<S> {
     ) -> Result<Self, TableTooLarge> {
         let regions = regions.unwrap_or_else(|| default_regions(max_keys)).max(1);
         let region_buckets = buckets_per_region(max_keys, regions);
-        // Home buckets are taken from 32 bits of the tag.
-        if region_buckets > u32::MAX as usize {
-            return Err(TableTooLarge);
-        }
         let total = region_buckets
             .checked_mul(regions)
             .filter(|&total| total.checked_mul(size_of::<Bucket>()).is_some())
+            // Home buckets are taken from 32 bits of the tag.
+            .filter(|&total| total <= u32::MAX as usize)
             .ok_or(TableTooLarge)?;
         Ok(TagTable {
             buckets: try_boxed(total, Bucket::new)?,
@@ -356,16 +368,24 @@ impl<S> TagTable<S> {
         })
     }
 
-    /// The region of `tag`, from its high 32 bits.
-    #[inline]
-    fn region_of(&self, tag: u64) -> usize {
-        (((tag >> 32) * self.regions.len() as u64) >> 32) as usize
+    /// The home bucket of `tag`, an index into `buckets`, from its high 32
+    /// bits (one multiplication: the hot path needs no more). Its region is
+    /// the one that bucket lies in.
+    #[inline(always)]
+    fn home_index(&self, tag: u64) -> usize {
+        (((tag >> 32) * self.buckets.len() as u64) >> 32) as usize
     }
 
-    /// The home bucket of `tag` within its region, from its low 32 bits.
+    /// The region of `tag`.
+    #[inline]
+    fn region_of(&self, tag: u64) -> usize {
+        self.home_index(tag) / self.region_buckets
+    }
+
+    /// The home bucket of `tag` within its region.
     #[inline]
     fn home_of(&self, tag: u64) -> usize {
-        (((tag & 0xffff_ffff) * self.region_buckets as u64) >> 32) as usize
+        self.home_index(tag) % self.region_buckets
     }
 
     /// The bucket after `offset` in a region, wrapping.
@@ -386,18 +406,18 @@ impl<S> TagTable<S> {
     /// The bucket and slot holding `tag`. Without the region's lock, a find
     /// can be trusted (with the tag checked again, as `decide_in_slot`
     /// does) but a miss cannot; under it, both can.
-    #[inline]
+    #[inline(always)]
     fn find(&self, tag: u64) -> Option<(&Bucket, usize)> {
-        let start = self.region_of(tag) * self.region_buckets;
-        let home = self.home_of(tag);
-        let bucket = &self.buckets[start + home];
+        let home = self.home_index(tag);
+        let bucket = &self.buckets[home];
         if let Some(slot) = bucket.slot_of(tag) {
             return Some((bucket, slot));
         }
-        if self.spills[start + home].load(Ordering::Relaxed) == 0 {
+        if self.spills[home].load(Ordering::Relaxed) == 0 {
             return None;
         }
-        self.find_beyond(start, home, tag)
+        let offset = home % self.region_buckets;
+        self.find_beyond(home - offset, offset, tag)
     }
 
     /// [`find`](Self::find) past the home bucket: rare (a full home bucket),
@@ -426,7 +446,10 @@ impl<S> TagTable<S> {
         let mut offset = home;
         for passed in 0..self.region_buckets {
             let bucket = &self.buckets[start + offset];
-            let free = (0..SLOTS).find(|&slot| bucket.tags[slot].load(Ordering::Relaxed) == EMPTY);
+            let is_free = |slot: &usize| bucket.tags[*slot].load(Ordering::Relaxed) == EMPTY;
+            let free = Some(preferred_slot(tag))
+                .filter(is_free)
+                .or_else(|| (0..SLOTS).find(is_free));
             if let Some(slot) = free {
                 // Spill counts before the tag, so that a lookup that finds
                 // the tag's bucket passed is likely to see them.
