@@ -1192,3 +1192,77 @@ mod tests {
             .all(|tat| tat.load(Ordering::Relaxed) != LOCKED));
     }
 }
+
+/// A loom model of a check racing the removal of its key and the re-use of
+/// the slot: the slot protocol's own functions, on loom's atomics. Run with
+/// `RUSTFLAGS="--cfg surgeguard_loom" cargo test --lib loom_model`.
+#[cfg(all(test, surgeguard_loom))]
+mod loom_model {
+    use loom::sync::Arc;
+
+    use super::*;
+    use crate::limit::Quota;
+
+    const MS: u64 = 1_000_000;
+    const A: u64 = 0xa;
+    const B: u64 = 0xb;
+
+    struct Slot {
+        tag: AtomicU64,
+        tat: AtomicU64,
+    }
+
+    /// Key A is idle at 5 ms (its TAT). A check of A at 5 ms races a sweep
+    /// that removes A if idle and gives the slot to B, whose first TAT is
+    /// `b_tat`. At 5 ms B's TAT equals A's: the compare-and-swap that
+    /// cannot tell them apart (the ABA case the tag re-read guards).
+    fn check_races_removal(b_tat: u64) {
+        loom::model(move || {
+            let rule = GcraRule::new(Quota::per_second(1_000).unwrap());
+            let slot = Arc::new(Slot {
+                tag: AtomicU64::new(A),
+                tat: AtomicU64::new(5 * MS),
+            });
+            let checker = {
+                let slot = slot.clone();
+                loom::thread::spawn(move || {
+                    decide_in_slot(&rule, &slot.tag, &slot.tat, A, 5 * MS, 1)
+                })
+            };
+            let removed = release_if_idle(&slot.tag, &slot.tat, 5 * MS).is_ok();
+            if removed {
+                fill_slot(&slot.tag, &slot.tat, B, b_tat);
+            }
+            let decided = checker.join().unwrap();
+            let tag = slot.tag.load(Ordering::SeqCst);
+            let tat = slot.tat.load(Ordering::SeqCst);
+            assert_ne!(tat, LOCKED);
+            match decided {
+                // An allowance reported without the lock was charged to A,
+                // and A stays (it is not idle any more).
+                Some(decision) => {
+                    assert!(decision.is_allowed());
+                    assert!(!removed);
+                    assert_eq!((tag, tat), (A, 6 * MS));
+                }
+                // The check goes to the locked path; B's state is its own,
+                // or stricter (a stray charge), never more lenient.
+                None => {
+                    assert!(removed);
+                    assert_eq!(tag, B);
+                    assert!(tat >= b_tat);
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn loom_model_a_check_racing_a_removal_and_an_aba_reinsert() {
+        check_races_removal(5 * MS);
+    }
+
+    #[test]
+    fn loom_model_a_check_racing_a_removal_and_a_reinsert() {
+        check_races_removal(7 * MS);
+    }
+}
