@@ -258,7 +258,8 @@ impl sealed::Sealed for GcraRule {}
 
 impl KeyRule for GcraRule {
     /// The TAT in nanoseconds; 0 is "full since the clock's origin". Atomic,
-    /// so that checks of a tracked key run under the shard's read lock.
+    /// so that checks can share it. (The tag table keeps TATs in its own
+    /// words; this is the state of the overflow bucket.)
     type State = AtomicU64;
 
     /// GCRA's state is one word: the lock-free tag table.
@@ -297,8 +298,7 @@ impl KeyRule for GcraRule {
         *tat = self.refunded(*tat, cost);
     }
 
-    /// Read under the shard's write lock, which orders it after every
-    /// update made under read locks.
+    /// Read where no check can update it (the overflow bucket's mutex).
     #[inline]
     fn idle_at(&self, tat: &AtomicU64) -> u64 {
         tat.load(Ordering::Relaxed)

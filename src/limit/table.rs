@@ -1,4 +1,11 @@
-//! The bounded key table behind every keyed limiter.
+//! The bounded key table behind the keyed window limiters.
+//!
+//! Keyed GCRA no longer lives here: its state is one word, and
+//! `tag_table.rs` checks it without a lock. This table serves the window
+//! rules, whose state is wider than a word. The read-locked path for a rule
+//! whose state is one atomic word ([`KeyRule::shared_checks`]) stays, and
+//! this module's tests still run it with [`GcraRule`](super::GcraRule); the
+//! measurements below are what the tag table started from.
 //!
 //! A key flood (every request from a new address) must not grow memory
 //! without bound, must not reset a client that is being limited, and many

@@ -257,6 +257,7 @@ impl sealed::Sealed for SlidingWindowRule {}
 impl KeyRule for SlidingWindowRule {
     type State = WindowCounters;
 
+    /// A window's state is wider than a word: the locked table.
     type Store<K, S> = Table<K, Self, S>;
 
     fn fresh_state(&self) -> WindowCounters {
@@ -388,6 +389,7 @@ impl sealed::Sealed for ExactWindowRule {}
 impl KeyRule for ExactWindowRule {
     type State = AdmissionLog;
 
+    /// A window's state is wider than a word: the locked table.
     type Store<K, S> = Table<K, Self, S>;
 
     fn fresh_state(&self) -> AdmissionLog {
