@@ -984,6 +984,19 @@ mod tests {
                 "{per_key}: {max_keys} keys, {regions} regions"
             );
         }
+        // A key is its tag: an address costs what a `u64` does.
+        let quota = Quota::per_second(1).unwrap();
+        let by_address = crate::limit::Gcra::keyed::<std::net::IpAddr>(quota)
+            .max_keys(10_000)
+            .shards(8)
+            .build()
+            .unwrap();
+        let by_number = crate::limit::Gcra::keyed::<u64>(quota)
+            .max_keys(10_000)
+            .shards(8)
+            .build()
+            .unwrap();
+        assert_eq!(by_address.allocated_bytes(), by_number.allocated_bytes());
         for max_keys in 1..100 {
             for regions in 1..=max_keys.min(16) {
                 let table = TagTable::new(rule, max_keys, Some(regions), ()).unwrap();
@@ -1052,60 +1065,140 @@ mod tests {
         }
     }
 
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+    /// What the model runs went through, so that the test can check that
+    /// its tables filled, spilled, wrapped round and swept.
+    #[derive(Default, Debug)]
+    struct Coverage {
+        refusals: usize,
+        spilled: usize,
+        wrapped: usize,
+        removed: usize,
+    }
 
-        /// Random checks, looks and refunds of up to 40 keys through a tiny
-        /// table (1 to 24 keys, 1 to 3 regions, so that sweeps, reclaims,
-        /// spills and wrap-around all happen) decide as the model does.
-        #[test]
-        fn decides_as_the_model(
-            max_keys in 1usize..=24,
-            regions in 1usize..=3,
-            burst in 1u32..6,
-            seed in any::<u64>(),
-            steps in proptest::collection::vec(
-                (0u64..3_000_000, 0u64..40, 0u32..6, any::<bool>()),
-                1..400,
-            ),
-        ) {
-            let regions = regions.min(max_keys);
-            let quota = Quota::per_second(1_000).unwrap().burst(burst).unwrap();
-            let rule = GcraRule::new(quota);
-            let hasher = ahash::RandomState::with_seeds(seed, 1, 2, 3);
-            let table = TagTable::new(rule, max_keys, Some(regions), hasher).unwrap();
-            // Regions this small hold the whole table, so the model's only
-            // limit is max_keys.
-            prop_assert!(table.region_slots() >= max_keys);
-            let mut model = Model { rule, max_keys, tats: HashMap::new() };
-            let mut now = 0;
-            for (step, key, cost, refund) in steps {
-                now += step;
-                let cost = cost.min(burst);
-                if refund {
-                    KeyStore::<u64, _>::refund(&table, &key, now, cost);
-                    model.refund(key, cost);
-                    continue;
-                }
-                match (check(&table, key, now, cost), model.check(key, now, cost)) {
-                    (Outcome::Decided(got), Ok(expected)) => prop_assert_eq!(got, expected),
-                    (Outcome::Full { next_idle }, Err(earliest)) => {
-                        prop_assert!(now < next_idle && next_idle <= earliest);
-                    }
-                    (got, expected) => {
-                        prop_assert!(false, "key {}: got {:?}, expected {:?}", key, got, expected);
-                    }
-                }
-                let tracked = tracked(&table);
-                prop_assert!(tracked <= max_keys);
-                prop_assert_eq!(tracked, slots_in_use(&table));
-                prop_assert_eq!(table.census.taken.load(Ordering::Relaxed), tracked);
+    /// Keys stored in a bucket before their home (wrapped round).
+    fn wrapped_keys<S>(table: &TagTable<S>) -> usize {
+        (0..table.buckets.len())
+            .flat_map(|index| {
+                table.buckets[index]
+                    .tags
+                    .iter()
+                    .map(move |tag| (index, tag))
+            })
+            .map(|(index, tag)| (index, tag.load(Ordering::Relaxed)))
+            .filter(|&(index, tag)| tag != EMPTY && index < table.home_index(tag))
+            .count()
+    }
+
+    type Step = (u64, u64, u32, bool);
+
+    /// One run of random checks, looks and refunds against the model.
+    fn run_model(
+        max_keys: usize,
+        regions: usize,
+        burst: u32,
+        seed: u64,
+        steps: Vec<Step>,
+        coverage: &mut Coverage,
+    ) -> Result<(), TestCaseError> {
+        let regions = regions.min(max_keys);
+        let quota = Quota::per_second(1_000).unwrap().burst(burst).unwrap();
+        let rule = GcraRule::new(quota);
+        let hasher = ahash::RandomState::with_seeds(seed, 1, 2, 3);
+        let table = TagTable::new(rule, max_keys, Some(regions), hasher).unwrap();
+        // Regions this small hold the whole table, so the model's only limit
+        // is max_keys.
+        prop_assert!(table.region_slots() >= max_keys);
+        let mut model = Model {
+            rule,
+            max_keys,
+            tats: HashMap::new(),
+        };
+        let mut now = 0;
+        let mut before = 0usize;
+        for (step, key, cost, refund) in steps {
+            now += step;
+            let cost = cost.min(burst);
+            if refund {
+                KeyStore::<u64, _>::refund(&table, &key, now, cost);
+                model.refund(key, cost);
+                continue;
             }
-            KeyStore::<u64, _>::reclaim_all_idle(&table, u64::MAX - 1);
-            prop_assert_eq!(tracked(&table), 0);
-            prop_assert_eq!(table.census.taken.load(Ordering::Relaxed), 0);
-            prop_assert!(table.spills.iter().all(|s| s.load(Ordering::Relaxed) == 0));
+            match (check(&table, key, now, cost), model.check(key, now, cost)) {
+                (Outcome::Decided(got), Ok(expected)) => prop_assert_eq!(got, expected),
+                (Outcome::Full { next_idle }, Err(earliest)) => {
+                    prop_assert!(now < next_idle && next_idle <= earliest);
+                    coverage.refusals += 1;
+                }
+                (got, expected) => {
+                    prop_assert!(false, "key {}: got {:?}, expected {:?}", key, got, expected);
+                }
+            }
+            let tracked = tracked(&table);
+            prop_assert!(tracked <= max_keys);
+            prop_assert_eq!(tracked, slots_in_use(&table));
+            prop_assert_eq!(table.census.taken.load(Ordering::Relaxed), tracked);
+            coverage.removed += before.saturating_sub(tracked);
+            before = tracked;
+            coverage.spilled += usize::from(
+                table
+                    .spills
+                    .iter()
+                    .any(|count| count.load(Ordering::Relaxed) > 0),
+            );
+            coverage.wrapped += usize::from(wrapped_keys(&table) > 0);
         }
+        KeyStore::<u64, _>::reclaim_all_idle(&table, u64::MAX - 1);
+        prop_assert_eq!(tracked(&table), 0);
+        prop_assert_eq!(table.census.taken.load(Ordering::Relaxed), 0);
+        prop_assert!(table.spills.iter().all(|s| s.load(Ordering::Relaxed) == 0));
+        Ok(())
+    }
+
+    /// Random checks, looks and refunds of up to 40 keys through a tiny
+    /// table (1 to 24 keys, 1 to 3 regions) decide as the model does, and
+    /// the runs between them fill tables (refusals), spill past full
+    /// buckets, wrap round regions and sweep idle keys.
+    #[test]
+    fn decides_as_the_model() {
+        let step = (
+            // Two steps in three short, so that many keys are active at
+            // once and the table fills; the rest long enough for keys to go
+            // idle.
+            (0u64..3_000_000).prop_map(|step| if step % 3 == 0 { step } else { step / 50 }),
+            0u64..40,
+            0u32..6,
+            any::<bool>(),
+        );
+        let runs = (
+            1usize..=24,
+            1usize..=3,
+            1u32..6,
+            any::<u64>(),
+            proptest::collection::vec(step, 1..400),
+        );
+        let coverage = std::cell::RefCell::new(Coverage::default());
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(256));
+        let result = runner.run(&runs, |(max_keys, regions, burst, seed, steps)| {
+            run_model(
+                max_keys,
+                regions,
+                burst,
+                seed,
+                steps,
+                &mut coverage.borrow_mut(),
+            )
+        });
+        if let Err(failure) = result {
+            panic!("{failure}");
+        }
+        let coverage = coverage.into_inner();
+        assert!(
+            coverage.refusals > 0
+                && coverage.spilled > 0
+                && coverage.wrapped > 0
+                && coverage.removed > 0,
+            "{coverage:?}"
+        );
     }
 
     /// Threads check a few hot keys while others churn new keys through a
