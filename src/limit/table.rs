@@ -162,9 +162,12 @@ pub trait KeyRule: sealed::Sealed + Send + Sync + fmt::Debug + 'static {
     type Store<K, S>: KeyStore<K, S, Rule = Self>;
 
     /// Whether [`decide_shared`](Self::decide_shared) decides every check,
-    /// so that a tracked key is checked under the shard's read lock. (A
-    /// method rather than a constant, which would make the trait unusable as
-    /// `dyn`; it is inlined into each rule's table all the same.)
+    /// so that a tracked key is checked under the shard's read lock of this
+    /// module's [`Table`]. (A method rather than a constant, which would
+    /// make the trait unusable as `dyn`; it is inlined into each rule's
+    /// table all the same.) GCRA says yes, but its keyed limiter uses the
+    /// tag table, which needs no lock at all; this module's tests still run
+    /// the read-locked path with it.
     #[doc(hidden)]
     #[inline]
     fn shared_checks(&self) -> bool {
