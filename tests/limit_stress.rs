@@ -8,7 +8,7 @@
 //! sleeps or measures time.
 //!
 //! With the clock held still, limits must also be exact: keyed GCRA checks a
-//! tracked key under its shard's read lock with a compare-and-swap, so many
+//! tracked key without a lock, with a compare-and-swap, so many
 //! threads on a few keys must together admit exactly the limit per key.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -250,8 +250,8 @@ fn dyn_limiters_compose() {
 /// Many threads on a few hot keys, with a clock that does not move, while
 /// other threads insert new keys into the same shards: every keyed limiter
 /// admits exactly its limit per key, however the checks interleave (GCRA's
-/// compare-and-swap under the shard's read lock, the windows under its
-/// write lock). Small tables (shards with slack and a table-wide room
+/// lock-free compare-and-swap, the windows under the shard's write
+/// lock). Small tables (shards with slack and a table-wide room
 /// count) and a single shard alike.
 #[test]
 fn hot_keys_admit_exactly_the_limit() {

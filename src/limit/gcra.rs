@@ -41,6 +41,7 @@ use std::time::Duration;
 use super::decision::DecisionParts;
 use super::keyed::{BuildError, KeyedBuilder};
 use super::table::{sealed, KeyRule};
+use super::tag_table::TagTable;
 use super::{CheckError, Decision, Quota, RateLimiter};
 use crate::clock::{Clock, SystemClock};
 
@@ -138,7 +139,7 @@ impl GcraRule {
     /// and so that a caller who reads only [`Decision::is_allowed`] lets the
     /// compiler drop the header arithmetic once the check is inlined.
     #[inline]
-    fn admit(&self, tat: u64, now: u64, cost: u32) -> Admission {
+    pub(super) fn admit(&self, tat: u64, now: u64, cost: u32) -> Admission {
         let start = tat.max(now);
         // Time the bucket is short of full; beyond τ only after a clock
         // went backwards, hence the saturating arithmetic below.
@@ -161,7 +162,7 @@ impl GcraRule {
     /// The decision for an allowed request that leaves the bucket
     /// `backlog_after` short of full (at most `τ`).
     #[inline]
-    fn allowed(&self, backlog_after: u64) -> Decision {
+    pub(super) fn allowed(&self, backlog_after: u64) -> Decision {
         Decision::Allowed {
             limit: self.announced_limit,
             remaining: self.whole_units(self.tolerance - backlog_after),
@@ -173,7 +174,7 @@ impl GcraRule {
     /// The decision for a denied request, the bucket `backlog` short of full
     /// now and `backlog_after` (over `τ`) had it passed.
     #[inline]
-    fn denied(&self, backlog: u64, backlog_after: u64) -> Decision {
+    pub(super) fn denied(&self, backlog: u64, backlog_after: u64) -> Decision {
         Decision::Denied {
             limit: self.announced_limit,
             remaining: self.whole_units(self.tolerance.saturating_sub(backlog)),
@@ -203,7 +204,7 @@ impl GcraRule {
     /// The TAT after giving back `cost` units. Going below `now` is harmless:
     /// every TAT at or before now means the same full bucket.
     #[inline]
-    fn refunded(&self, tat: u64, cost: u32) -> u64 {
+    pub(super) fn refunded(&self, tat: u64, cost: u32) -> u64 {
         tat.saturating_sub(u64::from(cost).saturating_mul(self.interval))
     }
 
@@ -246,7 +247,7 @@ impl GcraRule {
 
 /// The outcome of the GCRA test, before it becomes a [`Decision`].
 #[derive(Clone, Copy)]
-enum Admission {
+pub(super) enum Admission {
     /// Passes; the TAT becomes `new_tat`, `backlog_after` short of full.
     Allowed { new_tat: u64, backlog_after: u64 },
     /// Refused: `backlog` short of full now, `backlog_after` had it passed.
@@ -257,8 +258,12 @@ impl sealed::Sealed for GcraRule {}
 
 impl KeyRule for GcraRule {
     /// The TAT in nanoseconds; 0 is "full since the clock's origin". Atomic,
-    /// so that checks of a tracked key run under the shard's read lock.
+    /// so that checks can share it. (The tag table keeps TATs in its own
+    /// words; this is the state of the overflow bucket.)
     type State = AtomicU64;
+
+    /// GCRA's state is one word: the lock-free tag table.
+    type Store<K, S> = TagTable<S>;
 
     #[inline]
     fn shared_checks(&self) -> bool {
@@ -293,8 +298,7 @@ impl KeyRule for GcraRule {
         *tat = self.refunded(*tat, cost);
     }
 
-    /// Read under the shard's write lock, which orders it after every
-    /// update made under read locks.
+    /// Read where no check can update it (the overflow bucket's mutex).
     #[inline]
     fn idle_at(&self, tat: &AtomicU64) -> u64 {
         tat.load(Ordering::Relaxed)

@@ -1,21 +1,30 @@
 //! One limit per key (client address, API token, tenant), in bounded memory.
 //!
-//! [`Keyed`] runs a [`KeyRule`] per key in the table of `table.rs`: at most
-//! [`KeyedBuilder::max_keys`] keys, idle keys forgotten first (losslessly),
-//! and a [`WhenFull`] policy for a new key that finds its shard full of
-//! active ones. Nothing is ever forgotten while it still limits a client.
+//! [`Keyed`] runs a [`KeyRule`] per key in the key table the rule names
+//! ([`KeyRule::Store`]): at most [`KeyedBuilder::max_keys`] keys, idle keys
+//! forgotten first (losslessly), and a [`WhenFull`] policy for a new key
+//! that finds its shard (region) full of active ones. Nothing is ever
+//! forgotten while it still limits a client.
 //!
 //! ```text
-//!   check(key) ── hash once ──► shard (RwLock)
-//!       read lock ──► found: rule.decide_shared(state)  (GCRA: CAS on the TAT)
-//!       write lock ─► found: rule.decide(state)         (windows; a racing insert)
-//!                 └─► new: room in shard and table? insert
-//!                          full? sweep the shard's idle keys
+//!   GCRA (tag_table.rs): state is one word, so no lock for a tracked key
+//!   check(key) ── hash once = tag ──► home bucket (8 tags, 8 TATs)
+//!       no lock ────► found: read TAT, re-read tag, decide   (allowed: CAS on the TAT)
+//!       region lock ► not found (or slot changing): look again
+//!                 └─► new: room in region and table? insert
+//!                          full? sweep idle keys, own region first
 //!                          none idle? WhenFull
+//!
+//!   windows (table.rs): state wider than a word
+//!   check(key) ── hash once ──► shard (RwLock)
+//!       write lock ─► found: rule.decide(state)
+//!                 └─► new: as above, per shard
 //! ```
 //!
-//! Why a shared lock and many small shards, and what the slack of a small
-//! shard costs and guarantees: see `table.rs`.
+//! Why GCRA's table takes no lock, and what identifying keys by 64-bit tags
+//! costs: see `tag_table.rs`. Why the windows' table has many small shards,
+//! and what the slack of a small shard costs and guarantees: see
+//! `table.rs`.
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
@@ -25,7 +34,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::decision::DecisionParts;
-use super::table::{KeyRule, Outcome, Table, TARGET_SHARD_KEYS};
+use super::table::{KeyRule, KeyStore, Outcome, TARGET_SHARD_KEYS};
 use super::{CheckError, Decision, GcraRule, RateLimiter};
 use crate::clock::{Clock, SystemClock};
 
@@ -40,15 +49,16 @@ use crate::clock::{Clock, SystemClock};
 /// ```
 pub const MAX_SHARDS: usize = 1 << 16;
 
-/// Keys tracked by default: about 2.3 MB with `u64` keys and GCRA.
+/// Keys tracked by default: about 2.2 MB under GCRA, whatever the key type.
 const DEFAULT_MAX_KEYS: usize = 100_000;
 
 /// Default shards per available core: enough that two threads rarely want
 /// the same shard's lock (or its reader count) at once; dashmap's default.
 const SHARDS_PER_CORE: usize = 4;
 
-/// The default never splits a limiter so finely that a shard's share of
-/// `max_keys` is below this. Shares below 256 keys get slack (`table.rs`),
+/// The default never splits a window limiter's table (`table.rs`) so finely
+/// that a shard's share of `max_keys` is below this (GCRA's regions:
+/// `tag_table.rs`). Shares below 256 keys get slack (`table.rs`),
 /// so that keys hashing unevenly do not fill one shard while the table has
 /// room; at 16 keys the slack is 20 keys, and a table of such shares takes
 /// at most 95 bytes per key of `max_keys` (`u64` keys, GCRA).
@@ -161,13 +171,17 @@ pub enum BuildError {
 /// by [`max_keys`](KeyedBuilder::max_keys):
 ///
 /// * The table is split into shards, each allocated once at build time for
-///   its equal share of `max_keys` (about 23 bytes per `u64` key under GCRA),
-///   plus slack when the share is small (under 256 keys), in which case a
-///   table-wide count keeps the total at `max_keys`. It never grows,
-///   whatever arrives.
-/// * A tracked key is checked under its shard's read lock when the rule's
-///   state is one atomic word (GCRA), so threads checking the same keys do
-///   not wait for one another; the window rules take the shard's write lock.
+///   its equal share of `max_keys`, plus slack when the share is small, and
+///   a table-wide count keeps the total at `max_keys`. It never grows,
+///   whatever arrives. Under GCRA a key is kept as a 64-bit hash of it and
+///   its state, about 22 bytes per key of `max_keys` whatever the key type
+///   (two keys whose 64-bit hashes are equal share one limit: with the
+///   default randomly seeded hasher, a chance of about `n² / 2⁶⁵` among `n`
+///   keys tracked at once); the window rules keep the key itself.
+/// * Under GCRA a tracked key is checked without a lock: a denial writes
+///   nothing, an allowance is one compare-and-swap, so threads checking the
+///   same keys do not wait for one another. The window rules take the
+///   shard's write lock.
 /// * A key whose state is back to "never seen" (a full bucket, an empty
 ///   window) is *idle* and can be forgotten without changing any decision. A
 ///   new key that finds its shard (or the table) full sweeps the shard for
@@ -190,7 +204,9 @@ pub enum BuildError {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Keyed<K, R: KeyRule, S = ahash::RandomState> {
-    table: Table<K, R, S>,
+    /// The rule's key table ([`KeyRule::Store`]): GCRA's lock-free tag
+    /// table, the windows' locked one.
+    table: R::Store<K, S>,
     when_full: WhenFull,
     /// The bucket untracked keys share under [`WhenFull::ShareOverflowBucket`].
     overflow: Mutex<R::State>,
@@ -260,7 +276,7 @@ where
     }
 
     /// Keys tracked now (at most [`max_keys`](Self::max_keys)). Takes each
-    /// shard's lock in turn: for monitoring, not for a hot path.
+    /// shard's (region's) lock in turn: for monitoring, not for a hot path.
     ///
     /// ```
     /// # use surgeguard::limit::{Gcra, Quota};
@@ -396,6 +412,9 @@ where
     K: Hash + Eq + Clone + Send + Sync,
     R: KeyRule,
     S: BuildHasher + Send + Sync,
+    // Holds for every rule's table when `K` and `S` are `Send + Sync`; said
+    // here because a generic `R`'s table type is not known.
+    R::Store<K, S>: Send + Sync,
 {
     #[inline]
     fn check(&self, key: &K) -> Decision {
@@ -471,8 +490,8 @@ where
     S: BuildHasher,
 {
     /// The most keys tracked at once (default 100,000). The table for them
-    /// is allocated at build time: about 23 bytes per key for `u64` keys
-    /// under GCRA. A `max_keys` whose table cannot be allocated is
+    /// is allocated at build time: about 22 bytes per key under GCRA,
+    /// whatever the key type. A `max_keys` whose table cannot be allocated is
     /// [`BuildError::TooManyKeys`], not an abort.
     ///
     /// ```
@@ -489,14 +508,17 @@ where
     }
 
     /// The number of shards, each with its own lock and an equal part of
-    /// `max_keys`. A new key is refused room when *its* shard is full of
-    /// active keys: with parts of 256 keys or more, keep some headroom in
-    /// `max_keys`; smaller parts get slack (a shard may hold
+    /// `max_keys`. Under GCRA a shard is a *region* of the table whose lock
+    /// only inserts, sweeps and refunds take (checks of tracked keys take
+    /// none); a region has room for at least a third more than its part. A
+    /// new key is refused room when *its* shard is full of active keys: for
+    /// the window rules, with parts of 256 keys or more, keep some headroom
+    /// in `max_keys`; smaller parts get slack (a shard may hold
     /// `part + ⌈4√part⌉ + 4` keys, the table as a whole still `max_keys`), so
     /// that uneven hashing alone refuses a new key with probability below
     /// 2·10⁻⁵. The default is 4 per core while each shard still gets at
-    /// least 16 keys, raised so that no shard holds more than 3,072 keys
-    /// (which bounds one sweep for idle keys).
+    /// least 16 keys (GCRA: 48), raised so that no shard holds more than
+    /// 3,072 keys (which bounds one sweep for idle keys).
     ///
     /// ```
     /// # use surgeguard::limit::{Gcra, Quota};
@@ -583,16 +605,15 @@ where
                     max_keys: self.max_keys,
                 })
             }
-            Some(shards) => shards,
-            None => default_shards(self.max_keys),
+            shards => shards,
         };
         let overflow = Mutex::new(rule.fresh_state());
         Ok(Keyed {
-            table: Table::new(rule, self.max_keys, shards, self.hasher).map_err(|_| {
-                BuildError::TooManyKeys {
+            table: R::Store::<K, S>::build(rule, self.max_keys, shards, self.hasher).map_err(
+                |_| BuildError::TooManyKeys {
                     max_keys: self.max_keys,
-                }
-            })?,
+                },
+            )?,
             when_full: self.when_full,
             overflow,
             clock: self.clock,
@@ -600,7 +621,8 @@ where
     }
 }
 
-fn default_shards(max_keys: usize) -> usize {
+/// The default shard count of the locked table (`table.rs`).
+pub(crate) fn default_shards(max_keys: usize) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let for_cores = (cores * SHARDS_PER_CORE).min(max_keys / MIN_SHARD_KEYS);
     let for_sweeps = max_keys.div_ceil(TARGET_SHARD_KEYS);

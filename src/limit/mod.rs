@@ -8,8 +8,8 @@
 //!
 //! ```text
 //!   Quota (rate, burst; validated) ──► Gcra (one key: one atomic word)
-//!                                  ──► Keyed<K, rule> ── hash once ──► shard (RwLock)
-//!                                        rule: GCRA | sliding window | exact window
+//!                                  ──► Keyed<K, rule> ── hash once ──► GCRA: tag table, no lock
+//!                                        rule: GCRA | sliding window | exact window (RwLock shards)
 //!   AllOf (per IP + global …) ── consumes from none unless all allow
 //! ```
 //!
@@ -20,11 +20,12 @@
 //!   under-admission for no shared write between threads (`Gcra::direct` →
 //!   [`GcraBuilder::stripes`]).
 //! * [`KeyedGcra`], [`SlidingWindow`], [`ExactWindow`]: one limit per key
-//!   (client IP, API token) in a sharded table that holds at most `max_keys`
-//!   keys whatever arrives (`keyed.rs`, `table.rs`); what happens when it is
-//!   full of active keys is a [`WhenFull`] policy. A keyed GCRA checks a
-//!   tracked key under its shard's read lock with the same compare-and-swap,
-//!   so threads sharing keys do not queue.
+//!   (client IP, API token) in a table that holds at most `max_keys` keys
+//!   whatever arrives (`keyed.rs`, `tag_table.rs`, `table.rs`); what happens
+//!   when it is full of active keys is a [`WhenFull`] policy. A keyed GCRA
+//!   checks a tracked key with no lock at all: plain loads to find it, and
+//!   the same compare-and-swap when it is allowed, so threads sharing keys do
+//!   not queue.
 //! * [`SlidingWindow`] is the two-counter weighted approximation Cloudflare
 //!   describes, with its error bound documented; [`ExactWindow`] keeps a log
 //!   of at most `limit` timestamps per key (`window.rs`).
@@ -57,6 +58,7 @@ mod keyed;
 mod quota;
 mod shadow;
 mod table;
+mod tag_table;
 mod window;
 
 use std::sync::Arc;

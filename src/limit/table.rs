@@ -1,4 +1,11 @@
-//! The bounded key table behind every keyed limiter.
+//! The bounded key table behind the keyed window limiters.
+//!
+//! Keyed GCRA no longer lives here: its state is one word, and
+//! `tag_table.rs` checks it without a lock. This table serves the window
+//! rules, whose state is wider than a word. The read-locked path for a rule
+//! whose state is one atomic word ([`KeyRule::shared_checks`]) stays, and
+//! this module's tests still run it with [`GcraRule`](super::GcraRule); the
+//! measurements below are what the tag table started from.
 //!
 //! A key flood (every request from a new address) must not grow memory
 //! without bound, must not reset a client that is being limited, and many
@@ -111,6 +118,7 @@ use std::time::Duration;
 use hashbrown::HashTable;
 use parking_lot::RwLock;
 
+use super::keyed::default_shards;
 use super::Decision;
 
 /// Keys per shard the default shard count aims for: one full sweep of such
@@ -149,10 +157,17 @@ pub trait KeyRule: sealed::Sealed + Send + Sync + fmt::Debug + 'static {
     #[doc(hidden)]
     type State: Send + Sync + fmt::Debug;
 
+    /// The key table that holds this rule's states.
+    #[doc(hidden)]
+    type Store<K, S>: KeyStore<K, S, Rule = Self>;
+
     /// Whether [`decide_shared`](Self::decide_shared) decides every check,
-    /// so that a tracked key is checked under the shard's read lock. (A
-    /// method rather than a constant, which would make the trait unusable as
-    /// `dyn`; it is inlined into each rule's table all the same.)
+    /// so that a tracked key is checked under the shard's read lock of this
+    /// module's [`Table`]. (A method rather than a constant, which would
+    /// make the trait unusable as `dyn`; it is inlined into each rule's
+    /// table all the same.) GCRA says yes, but its keyed limiter uses the
+    /// tag table, which needs no lock at all; this module's tests still run
+    /// the read-locked path with it.
     #[doc(hidden)]
     #[inline]
     fn shared_checks(&self) -> bool {
@@ -208,13 +223,16 @@ struct Slot<K, State> {
     state: State,
 }
 
-/// What a lookup found when the key was not in its (full) shard and no idle
-/// key could make room.
-pub(crate) enum Outcome {
+/// What a check under the lock decided: a decision, or no room for a new
+/// key.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The check was decided.
     Decided(Decision),
     /// The shard (or the whole table) is full of active keys; none of the
     /// shard's is idle before this time.
     Full {
+        /// A lower bound of the time a key may go idle and make room.
         next_idle: u64,
     },
 }
@@ -252,7 +270,7 @@ struct Room {
 }
 
 /// `max_keys` keys at most, in `shards` shards, each keyed by hash.
-pub(crate) struct Table<K, R: KeyRule, S> {
+pub struct Table<K, R: KeyRule, S> {
     shards: Box<[PaddedShard<K, R::State>]>,
     /// `None` when the shards hold exact shares (their caps add up to
     /// `max_keys`).
@@ -264,7 +282,70 @@ pub(crate) struct Table<K, R: KeyRule, S> {
 
 /// The memory for the requested number of keys could not be reserved.
 #[derive(Debug)]
-pub(crate) struct TableTooLarge;
+pub struct TableTooLarge;
+
+/// The operations a [`Keyed`](super::Keyed) limiter needs from its key
+/// table, so that each rule can have the table that suits its state
+/// ([`KeyRule::Store`]): GCRA, whose state is one word, the lock-free
+/// [`TagTable`](super::tag_table::TagTable); the window rules, whose state is
+/// wider, this module's [`Table`]. Public in name only (the module is
+/// private), as a bound of the sealed [`KeyRule`].
+pub trait KeyStore<K, S>: fmt::Debug + Sized {
+    /// The rule whose states the table holds.
+    type Rule: KeyRule;
+
+    /// A table for at most `max_keys` keys in `shards` shards (regions),
+    /// between 1 and `max_keys` (the builder checks); `None` for the
+    /// table's default.
+    fn build(
+        rule: Self::Rule,
+        max_keys: usize,
+        shards: Option<usize>,
+        hasher: S,
+    ) -> Result<Self, TableTooLarge>
+    where
+        K: Hash + Eq + Clone,
+        S: BuildHasher;
+
+    /// The hot part of a check: a tracked key, decided without an exclusive
+    /// lock. `Err(hash)`: the check needs
+    /// [`check_exclusive`](Self::check_exclusive), given the hash.
+    fn check_tracked(&self, key: &K, now: u64, cost: u32) -> Result<Decision, u64>
+    where
+        K: Hash + Eq + Clone,
+        S: BuildHasher;
+
+    /// A check under the lock: a new key (inserted if there is room), or
+    /// one the hot part could not decide.
+    fn check_exclusive(&self, hash: u64, key: &K, now: u64, cost: u32) -> Outcome
+    where
+        K: Hash + Eq + Clone,
+        S: BuildHasher;
+
+    /// Gives back `cost` to `key`; false if the key is not tracked.
+    fn refund(&self, key: &K, now: u64, cost: u32) -> bool
+    where
+        K: Hash + Eq + Clone,
+        S: BuildHasher;
+
+    /// Keys tracked now.
+    fn tracked_keys(&self) -> usize;
+
+    /// Bytes the table holds.
+    fn allocated_bytes(&self) -> usize;
+
+    /// Forgets every key idle at `now`; returns how many.
+    fn reclaim_all_idle(&self, now: u64) -> usize;
+
+    /// The rule.
+    fn rule(&self) -> &Self::Rule;
+
+    /// The most keys tracked at once.
+    fn max_keys(&self) -> usize;
+
+    /// Shards (regions) the table is split into.
+    fn shard_count(&self) -> usize;
+}
 
 /// Places a shard with a mean share of `share` keys may hold beyond its
 /// share: `⌈4√share⌉ + 4` below [`EXACT_SHARE_KEYS`], none from there on.
@@ -522,14 +603,6 @@ where
         }
     }
 
-    /// Gives `places` back to the table's room.
-    #[inline]
-    fn give_room(&self, places: usize) {
-        if let (Some(room), true) = (&self.room, places > 0) {
-            room.free.fetch_add(places, Ordering::Relaxed);
-        }
-    }
-
     /// Gives back `cost` to `key`; returns false if the key is not tracked.
     pub(crate) fn refund(&self, key: &K, now: u64, cost: u32) -> bool {
         let hash = self.hasher.hash_one(key);
@@ -542,6 +615,16 @@ where
         shard.idle_bound = shard.idle_bound.min(idle_at);
         self.lower_idle_bound(idle_at);
         true
+    }
+}
+
+impl<K, R: KeyRule, S> Table<K, R, S> {
+    /// Gives `places` back to the table's room.
+    #[inline]
+    fn give_room(&self, places: usize) {
+        if let (Some(room), true) = (&self.room, places > 0) {
+            room.free.fetch_add(places, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn tracked_keys(&self) -> usize {
@@ -584,9 +667,7 @@ where
             })
             .sum()
     }
-}
 
-impl<K, R: KeyRule, S> Table<K, R, S> {
     pub(crate) fn rule(&self) -> &R {
         &self.rule
     }
@@ -597,6 +678,74 @@ impl<K, R: KeyRule, S> Table<K, R, S> {
 
     pub(crate) fn shard_count(&self) -> usize {
         self.shards.len()
+    }
+}
+
+impl<K, R: KeyRule, S> KeyStore<K, S> for Table<K, R, S> {
+    type Rule = R;
+
+    fn build(
+        rule: R,
+        max_keys: usize,
+        shards: Option<usize>,
+        hasher: S,
+    ) -> Result<Self, TableTooLarge>
+    where
+        K: Hash + Eq + Clone,
+        S: BuildHasher,
+    {
+        let shards = shards.unwrap_or_else(|| default_shards(max_keys));
+        Table::new(rule, max_keys, shards, hasher)
+    }
+
+    #[inline]
+    fn check_tracked(&self, key: &K, now: u64, cost: u32) -> Result<Decision, u64>
+    where
+        K: Hash + Eq + Clone,
+        S: BuildHasher,
+    {
+        Table::check_tracked(self, key, now, cost)
+    }
+
+    #[inline]
+    fn check_exclusive(&self, hash: u64, key: &K, now: u64, cost: u32) -> Outcome
+    where
+        K: Hash + Eq + Clone,
+        S: BuildHasher,
+    {
+        Table::check_exclusive(self, hash, key, now, cost)
+    }
+
+    fn refund(&self, key: &K, now: u64, cost: u32) -> bool
+    where
+        K: Hash + Eq + Clone,
+        S: BuildHasher,
+    {
+        Table::refund(self, key, now, cost)
+    }
+
+    fn tracked_keys(&self) -> usize {
+        Table::tracked_keys(self)
+    }
+
+    fn allocated_bytes(&self) -> usize {
+        Table::allocated_bytes(self)
+    }
+
+    fn reclaim_all_idle(&self, now: u64) -> usize {
+        Table::reclaim_all_idle(self, now)
+    }
+
+    fn rule(&self) -> &R {
+        Table::rule(self)
+    }
+
+    fn max_keys(&self) -> usize {
+        Table::max_keys(self)
+    }
+
+    fn shard_count(&self) -> usize {
+        Table::shard_count(self)
     }
 }
 

@@ -31,7 +31,7 @@
 use std::time::Duration;
 
 use super::keyed::{BuildError, Keyed, KeyedBuilder};
-use super::table::{sealed, KeyRule};
+use super::table::{sealed, KeyRule, Table};
 use super::{Decision, Quota};
 use crate::clock::duration_to_nanos;
 
@@ -257,6 +257,9 @@ impl sealed::Sealed for SlidingWindowRule {}
 impl KeyRule for SlidingWindowRule {
     type State = WindowCounters;
 
+    /// A window's state is wider than a word: the locked table.
+    type Store<K, S> = Table<K, Self, S>;
+
     fn fresh_state(&self) -> WindowCounters {
         WindowCounters::default()
     }
@@ -385,6 +388,9 @@ impl sealed::Sealed for ExactWindowRule {}
 
 impl KeyRule for ExactWindowRule {
     type State = AdmissionLog;
+
+    /// A window's state is wider than a word: the locked table.
+    type Store<K, S> = Table<K, Self, S>;
 
     fn fresh_state(&self) -> AdmissionLog {
         AdmissionLog::default()
