@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use surgeguard::cache::{BuildError, Cache, LoadError};
 use surgeguard::clock::{Clock, Instant, ManualClock};
-use surgeguard::limit::{CheckError, Gcra, Quota, QuotaError, WhenFull};
+use surgeguard::limit::{CheckError, Gcra, Quota, QuotaError, SlidingWindow, WhenFull};
 use surgeguard::shed::{AdaptiveLimit, Outcome, Priority, Shedder};
 
 /// The worst a client who could aim hashes would achieve: every key has the
@@ -108,10 +108,45 @@ fn colliding_hashes_cost_capacity_but_never_correctness() {
     assert!(removed <= 256);
 }
 
+/// Keyed GCRA identifies a key by its 64-bit hash (documented at
+/// `KeyedBuilder::hasher`): with every hash equal, every key is one key, so
+/// the attackers draw on the victim's spent bucket. Stricter for everyone,
+/// never a reset, one slot of memory.
 #[test]
-fn colliding_hashes_cannot_reset_an_active_limit_or_grow_the_table() {
+fn colliding_hashes_make_keyed_gcra_keys_share_one_limit() {
     let clock = ManualClock::new();
     let limiter = Gcra::keyed(Quota::per_minute(10).unwrap())
+        .max_keys(64)
+        .hasher(Colliding)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let victim = u64::MAX;
+    for _ in 0..10 {
+        assert!(limiter.check(&victim).is_allowed());
+    }
+    for attacker_key in 0..50_000u64 {
+        clock.advance(Duration::from_micros(1));
+        assert!(
+            limiter.check(&attacker_key).is_denied(),
+            "attacker key {attacker_key} shares the victim's spent bucket"
+        );
+    }
+    assert_eq!(limiter.tracked_keys(), 1);
+    assert!(limiter.check(&victim).is_denied());
+    // 6 s after the victim's first check, one unit came back: one key of
+    // the shared limit gets it, then none.
+    clock.advance(Duration::from_secs(6) - Duration::from_micros(50_000));
+    assert!(limiter.check(&7u64).is_allowed());
+    assert!(limiter.check(&victim).is_denied());
+}
+
+/// The window limiters keep the key itself: colliding hashes put every key
+/// in one shard and one probe sequence, which costs room, never a limit.
+#[test]
+fn colliding_hashes_cannot_reset_an_active_window_or_grow_the_table() {
+    let clock = ManualClock::new();
+    let limiter = SlidingWindow::keyed(Quota::per_minute(10).unwrap())
         .max_keys(64)
         .shards(1)
         .when_full(WhenFull::DenyNewKeys)

@@ -567,6 +567,11 @@ where
     /// The hasher for keys (default: `ahash::RandomState`, seeded randomly
     /// per limiter so that clients cannot aim collisions at one shard).
     ///
+    /// Under GCRA the 64-bit hash *is* the key's identity (the table keeps
+    /// the hash, not the key): two keys whose hashes are equal share one
+    /// limit. Use a hasher with a full 64-bit output and, where clients
+    /// choose the keys, a random seed; the default has both.
+    ///
     /// ```
     /// # use surgeguard::limit::{Gcra, Quota};
     /// use std::collections::hash_map::RandomState;
