@@ -250,8 +250,7 @@ fn dyn_limiters_compose() {
 /// Many threads on a few hot keys, with a clock that does not move, while
 /// other threads insert new keys into the same shards: every keyed limiter
 /// admits exactly its limit per key, however the checks interleave (GCRA's
-/// lock-free compare-and-swap, the windows under the shard's write
-/// lock). Small tables (shards with slack and a table-wide room
+/// lock-free compare-and-swap, the windows under the shard's lock). Small tables (shards with slack and a table-wide room
 /// count) and a single shard alike.
 #[test]
 fn hot_keys_admit_exactly_the_limit() {

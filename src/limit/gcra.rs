@@ -257,18 +257,13 @@ pub(super) enum Admission {
 impl sealed::Sealed for GcraRule {}
 
 impl KeyRule for GcraRule {
-    /// The TAT in nanoseconds; 0 is "full since the clock's origin". Atomic,
-    /// so that checks can share it. (The tag table keeps TATs in its own
-    /// words; this is the state of the overflow bucket.)
+    /// The TAT in nanoseconds; 0 is "full since the clock's origin". (The
+    /// tag table keeps TATs in its own words; this is the state of the
+    /// overflow bucket, and of the locked table in its unit tests.)
     type State = AtomicU64;
 
     /// GCRA's state is one word: the lock-free tag table.
     type Store<K, S> = TagTable<S>;
-
-    #[inline]
-    fn shared_checks(&self) -> bool {
-        true
-    }
 
     fn fresh_state(&self) -> AtomicU64 {
         AtomicU64::new(0)
@@ -286,11 +281,6 @@ impl KeyRule for GcraRule {
             *tat = new_tat;
         }
         decision
-    }
-
-    #[inline]
-    fn decide_shared(&self, tat: &AtomicU64, now: u64, cost: u32) -> Option<Decision> {
-        Some(self.decide_atomic(tat, now, cost))
     }
 
     fn refund(&self, tat: &mut AtomicU64, _now: u64, cost: u32) {

@@ -16,8 +16,8 @@
 //!                          none idle? WhenFull
 //!
 //!   windows (table.rs): state wider than a word
-//!   check(key) ── hash once ──► shard (RwLock)
-//!       write lock ─► found: rule.decide(state)
+//!   check(key) ── hash once ──► shard (Mutex)
+//!       lock ───────► found: rule.decide(state)
 //!                 └─► new: as above, per shard
 //! ```
 //!
@@ -181,7 +181,7 @@ pub enum BuildError {
 /// * Under GCRA a tracked key is checked without a lock: a denial writes
 ///   nothing, an allowance is one compare-and-swap, so threads checking the
 ///   same keys do not wait for one another. The window rules take the
-///   shard's write lock.
+///   shard's lock.
 /// * A key whose state is back to "never seen" (a full bucket, an empty
 ///   window) is *idle* and can be forgotten without changing any decision. A
 ///   new key that finds its shard (or the table) full sweeps the shard for
@@ -336,7 +336,7 @@ where
         }
     }
 
-    /// A new key, or a rule without shared checks: the shard's write lock.
+    /// A new key (GCRA), or any check of a window: under a lock.
     /// Out of line, and returning [`DecisionParts`] rather than a
     /// `Decision` (see there why).
     #[inline(never)]

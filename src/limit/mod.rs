@@ -9,7 +9,7 @@
 //! ```text
 //!   Quota (rate, burst; validated) ──► Gcra (one key: one atomic word)
 //!                                  ──► Keyed<K, rule> ── hash once ──► GCRA: tag table, no lock
-//!                                        rule: GCRA | sliding window | exact window (RwLock shards)
+//!                                        rule: GCRA | sliding window | exact window (locked shards)
 //!   AllOf (per IP + global …) ── consumes from none unless all allow
 //! ```
 //!

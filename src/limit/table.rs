@@ -1,11 +1,10 @@
 //! The bounded key table behind the keyed window limiters.
 //!
-//! Keyed GCRA no longer lives here: its state is one word, and
+//! Keyed GCRA does not live here: its state is one word, and
 //! `tag_table.rs` checks it without a lock. This table serves the window
-//! rules, whose state is wider than a word. The read-locked path for a rule
-//! whose state is one atomic word ([`KeyRule::shared_checks`]) stays, and
-//! this module's tests still run it with [`GcraRule`](super::GcraRule); the
-//! measurements below are what the tag table started from.
+//! rules, whose state is wider than a word, under one lock per shard. (Its
+//! unit tests run it with [`GcraRule`](super::GcraRule), whose state is
+//! the smallest: the table's mechanics do not depend on the rule.)
 //!
 //! A key flood (every request from a new address) must not grow memory
 //! without bound, must not reset a client that is being limited, and many
@@ -16,18 +15,13 @@
 //!   rehash on a hot path, no growth under a flood. Shards hold at most
 //!   [`TARGET_SHARD_KEYS`] keys, sized to fill three quarters of a
 //!   power-of-two table (hashbrown keeps at most 7/8 full), which measures at
-//!   about 23 bytes per tracked `u64` key.
-//! * **Checks of tracked keys share the lock.** Each shard is a
-//!   `parking_lot::RwLock`. A rule whose state is one atomic word
-//!   ([`KeyRule::shared_checks`]: GCRA, whose state is its TAT) decides a
-//!   tracked key under the shard's *read* lock with a compare-and-swap loop,
-//!   exactly as the single-key [`Gcra`](super::Gcra) does; the write lock is
-//!   taken only to insert a new key, sweep, refund, or for the window rules,
-//!   whose state is wider than a word (they keep an exclusive lock per check,
-//!   as before). A denial writes nothing but the lock's reader count.
+//!   about 23 bytes per tracked `u64` key with a one-word state (a window's
+//!   counters add their own size).
+//! * **One lock per shard.** Each shard is a `parking_lot::Mutex`, taken by
+//!   every check: a window's state is several words, updated together.
 //! * **As many shards as the cores want, with slack for small ones.** A
-//!   shared lock is still one shared write per check (its reader count), so
-//!   a few shards cannot serve many cores: the default is 4 shards per core
+//!   lock is one shared write per check, so a few shards cannot serve many
+//!   cores: the default is 4 shards per core
 //!   (what dashmap, and so governor, uses) down to 16 keys per shard. Keys
 //!   hash unevenly, and the smaller a shard's share `m = max_keys / shards`
 //!   the more so (a shard's count strays from `m` by about `√m`). Shards
@@ -48,7 +42,7 @@
 //!   table as a whole has room. When the whole table is full a new key makes
 //!   room by forgetting an idle key, of its own shard first (the sweep
 //!   below), else of the others: with its own lock released, it sweeps the
-//!   other shards one at a time (one write lock at a time, so no deadlock)
+//!   other shards one at a time (one lock at a time, so no deadlock)
 //!   until one frees a place, and the places beyond its own go back to the
 //!   table. A table-wide lower bound of idle times (lowered by each insert
 //!   and refund, raised by a scan of every shard that found none idle)
@@ -77,7 +71,7 @@
 //!   frees a handful) or gone round once.
 //! * **No sweep when none can succeed.** The shard keeps a lower bound of
 //!   its keys' idle times (exact after a full round, lowered by each insert
-//!   and refund; checks under the read lock only raise idle times). Until
+//!   and refund; checks only raise idle times). Until
 //!   the clock passes it, a new key at a full shard meets the
 //!   [`WhenFull`](super::WhenFull) policy at once, O(1). A full round is at
 //!   most 4,096 buckets, and happens at most once per time the bound is
@@ -86,29 +80,15 @@
 //!   than empty; if they used up the table's spare room an insert would grow
 //!   it. Before that happens the shard rebuilds its table at the same size.
 //!
-//! **Why both.** Measured on a 16-core Xeon (`SURGEGUARD_BENCH_THREADS=16
-//! cargo bench --bench limiter keyed`, ns per check per thread at 16
-//! threads; `keyed_1k`: random keys out of 1,000, `keyed_hot8`: every thread
-//! on the same 8 keys; `max_keys` 1,250). "Before" is commit `872e474~1`;
-//! the two middle rows were builds of one half of the change each, made
-//! while choosing and not kept in the history:
-//!
-//! | | `keyed_1k` | `keyed_hot8` |
-//! |---|---:|---:|
-//! | exclusive lock, 4 shards (before) | 5,986 | 11,981 |
-//! | shared lock, 4 shards | 699 | |
-//! | exclusive lock, 64 shards with slack | 189 to 224 | 5,491 |
-//! | shared lock, 64 shards with slack (this) | 183 to 212 | 326 |
-//! | governor (dashmap: 64 read-locked shards, CAS) | 200 to 228 | 262 |
-//!
-//! More shards alone fix random keys but not hot ones: threads checking the
-//! same key still queue on its shard's lock, and a waiter that finds it
-//! taken spins and then parks. A shared lock alone leaves 16 threads
-//! bouncing the reader counts of 4 shards. The price: a new key takes the
-//! read lock, misses and then takes the write lock (one more lookup); in a
-//! small table an insert or sweep also updates the room count; a refund
-//! takes the write lock; and the window rules pay for a `RwLock` where they
-//! had a `Mutex` (the same one atomic operation to lock and to unlock).
+//! **Why many shards.** Measured on a 16-core Xeon while keyed GCRA still
+//! lived here (`SURGEGUARD_BENCH_THREADS=16 cargo bench --bench limiter
+//! keyed`, ns per check per thread at 16 threads; `keyed_1k`: random keys
+//! out of 1,000; `max_keys` 1,250), with one exclusive lock per check as the
+//! windows take it: 4 shards (the default before `872e474`) 5,986 ns, 64
+//! shards with slack 189 to 224 ns (governor, dashmap's 64 read-locked
+//! shards: 200 to 228). Threads checking the *same* few keys still queue on
+//! their shards' locks; for GCRA, whose state is one word, `tag_table.rs`
+//! removes the lock altogether.
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
@@ -116,7 +96,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hashbrown::HashTable;
-use parking_lot::RwLock;
+use parking_lot::Mutex;
 
 use super::keyed::default_shards;
 use super::Decision;
@@ -161,19 +141,6 @@ pub trait KeyRule: sealed::Sealed + Send + Sync + fmt::Debug + 'static {
     #[doc(hidden)]
     type Store<K, S>: KeyStore<K, S, Rule = Self>;
 
-    /// Whether [`decide_shared`](Self::decide_shared) decides every check,
-    /// so that a tracked key is checked under the shard's read lock of this
-    /// module's [`Table`]. (A method rather than a constant, which would
-    /// make the trait unusable as `dyn`; it is inlined into each rule's
-    /// table all the same.) GCRA says yes, but its keyed limiter uses the
-    /// tag table, which needs no lock at all; this module's tests still run
-    /// the read-locked path with it.
-    #[doc(hidden)]
-    #[inline]
-    fn shared_checks(&self) -> bool {
-        false
-    }
-
     /// The state of a key never seen (or idle).
     #[doc(hidden)]
     fn fresh_state(&self) -> Self::State;
@@ -186,19 +153,6 @@ pub trait KeyRule: sealed::Sealed + Send + Sync + fmt::Debug + 'static {
     /// state if it is allowed.
     #[doc(hidden)]
     fn decide(&self, state: &mut Self::State, now: u64, cost: u32) -> Decision;
-
-    /// As [`decide`](Self::decide), through a shared reference that other
-    /// threads may be deciding through at the same time: the state must be
-    /// updated atomically, and the result must be as if the concurrent
-    /// checks had run one after the other. `None` when the rule cannot (the
-    /// table then takes the write lock); never called unless
-    /// [`shared_checks`](Self::shared_checks).
-    #[doc(hidden)]
-    #[inline]
-    fn decide_shared(&self, state: &Self::State, now: u64, cost: u32) -> Option<Decision> {
-        let _ = (state, now, cost);
-        None
-    }
 
     /// Gives back `cost` units taken by an allowed check.
     #[doc(hidden)]
@@ -253,7 +207,7 @@ struct Shard<K, State> {
 /// A shard alone on its cache lines, so that two cores working on
 /// neighbouring shards do not contend.
 #[repr(align(128))]
-struct PaddedShard<K, State>(RwLock<Shard<K, State>>);
+struct PaddedShard<K, State>(Mutex<Shard<K, State>>);
 
 /// What a table whose shards' caps add up to more than `max_keys` shares
 /// between its shards. On cache lines of its own: it is written when a key
@@ -396,7 +350,7 @@ where
                         capacity += 1;
                     }
                 }
-                Ok(PaddedShard(RwLock::new(Shard {
+                Ok(PaddedShard(Mutex::new(Shard {
                     table,
                     capacity,
                     reserved: spared(capacity),
@@ -429,54 +383,29 @@ where
     }
 
     #[inline]
-    fn shard(&self, hash: u64) -> &RwLock<Shard<K, R::State>> {
+    fn shard(&self, hash: u64) -> &Mutex<Shard<K, R::State>> {
         &self.shards[self.shard_index(hash)].0
     }
 
     /// Decides `cost` (at most the rule's `max_cost`) for `key` at `now`.
-    /// (`Keyed` calls the two halves itself.)
+    /// (`Keyed` hashes the key itself and calls
+    /// [`check_exclusive`](Self::check_exclusive).)
     #[cfg(test)]
     pub(crate) fn check(&self, key: &K, now: u64, cost: u32) -> Outcome {
-        match self.check_tracked(key, now, cost) {
-            Ok(decision) => Outcome::Decided(decision),
-            Err(hash) => self.check_exclusive(hash, key, now, cost),
-        }
+        self.check_exclusive(self.hasher.hash_one(key), key, now, cost)
     }
 
-    /// The hot part of [`check`](Self::check): a tracked key of a rule with
-    /// shared checks, under the shard's read lock. `Err(hash)`: the check
-    /// needs [`check_exclusive`](Self::check_exclusive).
-    #[inline]
-    pub(crate) fn check_tracked(&self, key: &K, now: u64, cost: u32) -> Result<Decision, u64> {
-        let hash = self.hasher.hash_one(key);
-        if self.rule.shared_checks() {
-            let shard = self.shard(hash).read();
-            if let Some(slot) = shard.table.find(hash, |slot| slot.key == *key) {
-                if let Some(decision) = self.rule.decide_shared(&slot.state, now, cost) {
-                    return Ok(decision);
-                }
-            } else if cost == 0 {
-                return Ok(self.look_untracked(now));
-            }
-        }
-        Err(hash)
-    }
-
-    /// [`check`](Self::check) under the shard's write lock: every check for
-    /// a rule without shared checks, and a new key for one with them. Never
-    /// inlined: GCRA's checks of tracked keys do not come here, and inlined
-    /// into `check` this path (insert, sweeps, room accounting) tripled the
-    /// hot function's stack frame and register spills.
-    #[inline(never)]
+    /// A check, under the shard's lock: a tracked key is decided, a new one
+    /// inserted if there is room (or made).
     pub(crate) fn check_exclusive(&self, hash: u64, key: &K, now: u64, cost: u32) -> Outcome {
         let index = self.shard_index(hash);
         // A place freed in another shard and held for this key: at most one
         // trip to the other shards, so at most two rounds.
         let mut held = false;
         loop {
-            let mut shard = self.shards[index].0.write();
-            // Another thread may have inserted the key since the read lock
-            // (or while this one looked in other shards).
+            let mut shard = self.shards[index].0.lock();
+            // Another thread may have inserted the key while this one looked
+            // in other shards.
             if let Some(slot) = shard.table.find_mut(hash, |slot| slot.key == *key) {
                 self.give_room(usize::from(held));
                 return Outcome::Decided(self.rule.decide(&mut slot.state, now, cost));
@@ -528,7 +457,7 @@ where
 
     /// The table is full and shard `own` has room but no idle key: frees
     /// idle keys of the other shards, keeping one place for the caller
-    /// (`Ok`). Takes one shard's write lock at a time, so it cannot
+    /// (`Ok`). Takes one shard's lock at a time, so it cannot
     /// deadlock with anything. Unless the clock has passed the table's lower
     /// bound of idle times no key can be idle, and this is O(1); a scan of
     /// every shard that finds none idle raises the bound to the earliest
@@ -549,7 +478,7 @@ where
         let mut earliest = u64::MAX;
         // The own shard last: it was swept just now.
         for offset in 1..=count {
-            let mut shard = self.shards[(own + offset) % count].0.write();
+            let mut shard = self.shards[(own + offset) % count].0.lock();
             let freed = shard.reclaim_idle(now, &self.rule);
             if freed > 0 {
                 self.give_room(freed - 1);
@@ -606,7 +535,7 @@ where
     /// Gives back `cost` to `key`; returns false if the key is not tracked.
     pub(crate) fn refund(&self, key: &K, now: u64, cost: u32) -> bool {
         let hash = self.hasher.hash_one(key);
-        let mut shard = self.shard(hash).write();
+        let mut shard = self.shard(hash).lock();
         let Some(slot) = shard.table.find_mut(hash, |slot| slot.key == *key) else {
             return false;
         };
@@ -630,7 +559,7 @@ impl<K, R: KeyRule, S> Table<K, R, S> {
     pub(crate) fn tracked_keys(&self) -> usize {
         self.shards
             .iter()
-            .map(|shard| shard.0.read().table.len())
+            .map(|shard| shard.0.lock().table.len())
             .sum()
     }
 
@@ -638,7 +567,7 @@ impl<K, R: KeyRule, S> Table<K, R, S> {
         let tables: usize = self
             .shards
             .iter()
-            .map(|shard| shard.0.read().table.allocation_size())
+            .map(|shard| shard.0.lock().table.allocation_size())
             .sum();
         let room = self
             .room
@@ -652,7 +581,7 @@ impl<K, R: KeyRule, S> Table<K, R, S> {
         self.shards
             .iter()
             .map(|shard| {
-                let mut shard = shard.0.write();
+                let mut shard = shard.0.lock();
                 let before = shard.table.len();
                 let mut bound = u64::MAX;
                 shard.table.retain(|slot| {
@@ -698,13 +627,15 @@ impl<K, R: KeyRule, S> KeyStore<K, S> for Table<K, R, S> {
         Table::new(rule, max_keys, shards, hasher)
     }
 
+    /// Every check of a window takes its shard's lock: nothing is decided
+    /// here, only the hash is taken.
     #[inline]
-    fn check_tracked(&self, key: &K, now: u64, cost: u32) -> Result<Decision, u64>
+    fn check_tracked(&self, key: &K, _now: u64, _cost: u32) -> Result<Decision, u64>
     where
         K: Hash + Eq + Clone,
         S: BuildHasher,
     {
-        Table::check_tracked(self, key, now, cost)
+        Err(self.hasher.hash_one(key))
     }
 
     #[inline]
@@ -847,7 +778,7 @@ mod tests {
     fn caps_cover_the_slack_and_exact_shares_add_up() {
         for (max_keys, shards) in [(1_250, 64), (1_250, 8), (100, 6), (7, 7), (1_000, 4)] {
             let table = gcra_table(max_keys, shards);
-            let caps: Vec<usize> = table.shards.iter().map(|s| s.0.read().capacity).collect();
+            let caps: Vec<usize> = table.shards.iter().map(|s| s.0.lock().capacity).collect();
             let share = max_keys / shards;
             if table.room.is_some() {
                 assert!(caps.iter().all(|&cap| {
