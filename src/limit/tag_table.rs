@@ -250,10 +250,10 @@ fn try_boxed<T>(count: usize, make: impl Fn() -> T) -> Result<Box<[T]>, TableToo
     Ok(items.into_boxed_slice())
 }
 
-/// Decides a check of the key tagged `tag`, found (without the lock) in the
-/// slot of `tag_cell` and `tat_cell`. `None`: the slot changed under the
-/// check (the key is being removed, or is gone), so decide on the locked
-/// path. An allowance's charge that may have landed on another key's state
+/// Decides a check of the key tagged `tag`, found in the slot of `tag_cell`
+/// and `tat_cell` (without the lock, or under it, where the slot cannot
+/// change). `None`: the slot changed under the check (the key is being
+/// removed, or is gone), so decide on the locked path. An allowance's charge that may have landed on another key's state
 /// is left there (see the module docs).
 ///
 /// Orderings: the tag was read with `Acquire`, pairing with the insert's
@@ -613,37 +613,6 @@ impl<S> TagTable<S> {
         Err(if earliest == u64::MAX { now } else { earliest })
     }
 
-    /// Under the region's lock (so the key cannot be removed meanwhile):
-    /// the GCRA compare-and-swap loop on a tracked key's TAT.
-    fn decide_locked(&self, tat_cell: &AtomicU64, now: u64, cost: u32) -> Decision {
-        let mut current = tat_cell.load(Ordering::Acquire);
-        loop {
-            match self.rule.admit(current, now, cost) {
-                Admission::Denied {
-                    backlog,
-                    backlog_after,
-                } => return self.rule.denied(backlog, backlog_after),
-                Admission::Allowed {
-                    new_tat,
-                    backlog_after,
-                } => {
-                    if cost == 0 {
-                        return self.rule.allowed(backlog_after);
-                    }
-                    match tat_cell.compare_exchange_weak(
-                        current,
-                        new_tat.min(MAX_TAT),
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
-                    ) {
-                        Ok(_) => return self.rule.allowed(backlog_after),
-                        Err(actual) => current = actual,
-                    }
-                }
-            }
-        }
-    }
-
     /// Decides `cost` for the key tagged `tag` under its region's lock: a
     /// key the lock-free path did not find (new, or being inserted or
     /// removed), inserting it if it is new and there is room.
@@ -654,10 +623,18 @@ impl<S> TagTable<S> {
         let mut held = false;
         loop {
             let mut state = self.lock(region);
-            // Another thread may have inserted the key meanwhile.
+            // Another thread may have inserted the key meanwhile. Under the
+            // lock no removal can run, so the slot stays the key's and this
+            // decides (a `None` could only mean the key is gone, which the
+            // insert below handles).
             if let Some((bucket, slot)) = self.find(tag) {
-                self.give_places(usize::from(held));
-                return Outcome::Decided(self.decide_locked(&bucket.tats[slot], now, cost));
+                let (tag_cell, tat_cell) = (&bucket.tags[slot], &bucket.tats[slot]);
+                if let Some(decision) =
+                    decide_in_slot(&self.rule, tag_cell, tat_cell, tag, now, cost)
+                {
+                    self.give_places(usize::from(held));
+                    return Outcome::Decided(decision);
+                }
             }
             if cost == 0 {
                 // Only looking: a key never seen has a full bucket.
