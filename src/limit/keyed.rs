@@ -61,7 +61,7 @@ const SHARDS_PER_CORE: usize = 4;
 /// `tag_table.rs`). Shares below 256 keys get slack (`table.rs`),
 /// so that keys hashing unevenly do not fill one shard while the table has
 /// room; at 16 keys the slack is 20 keys, and a table of such shares takes
-/// at most 95 bytes per key of `max_keys` (`u64` keys, GCRA).
+/// at most 95 bytes per key of `max_keys` (`u64` keys, one-word state).
 const MIN_SHARD_KEYS: usize = 16;
 
 /// A GCRA limiter per key.
