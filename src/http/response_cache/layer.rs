@@ -14,10 +14,18 @@ use super::Core;
 use crate::cache::{BuildError, Cache, CacheStats};
 use crate::clock::{Clock, SystemClock};
 
-/// Default bound on all stored responses: 64 MiB.
+/// Default bound on all stored responses, when neither bound is set: 64 MiB.
 const DEFAULT_MAX_BYTES: u64 = 64 << 20;
-/// Default bound on one stored body: 1 MiB.
+/// Default bound on one stored body, when neither bound is set: 1 MiB.
 const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+/// An unset bound is derived from the set one so that the cache holds at
+/// least this many bodies at the limit: a cache that holds a handful would
+/// spend itself on one resource, and shards need room for several.
+const BODIES_PER_CACHE: u64 = 16;
+/// Room counted for a stored response's head beside its body.
+const HEAD_ALLOWANCE: u64 = 4096;
+/// The smallest `max_bytes` accepted: room for a head and a small body.
+const MIN_MAX_BYTES: u64 = 2 * HEAD_ALLOWANCE;
 /// The largest body limit accepted: a stored entry's weight is a `u32`.
 const MAX_BODY_LIMIT: usize = 1 << 30;
 /// Resources whose `Vary` names are remembered.
@@ -103,8 +111,8 @@ impl ResponseCacheLayer {
     /// ```
     pub fn builder() -> ResponseCacheBuilder {
         ResponseCacheBuilder {
-            max_bytes: DEFAULT_MAX_BYTES,
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_bytes: None,
+            max_body_bytes: None,
             stale_while_revalidate: None,
             stale_if_error: None,
             clock: Arc::new(SystemClock),
@@ -125,6 +133,31 @@ impl ResponseCacheLayer {
         let recounted = self.core.recounted_misses.load(Ordering::Relaxed);
         stats.misses = stats.misses.saturating_sub(recounted);
         stats
+    }
+
+    /// The bound on one stored body, as set or derived
+    /// ([`ResponseCacheBuilder::max_body_bytes`]).
+    ///
+    /// ```
+    /// # use surgeguard::http::ResponseCacheLayer;
+    /// assert_eq!(ResponseCacheLayer::builder().build()?.max_body_bytes(), 1 << 20);
+    /// # Ok::<(), surgeguard::http::ResponseCacheBuildError>(())
+    /// ```
+    pub fn max_body_bytes(&self) -> usize {
+        self.core.max_body_bytes
+    }
+
+    /// The bound on all stored responses, as set or derived
+    /// ([`ResponseCacheBuilder::max_bytes`]).
+    ///
+    /// ```
+    /// # use surgeguard::http::ResponseCacheLayer;
+    /// let layer = ResponseCacheLayer::builder().max_body_bytes(8 << 20).build()?;
+    /// assert_eq!(layer.max_bytes(), 16 * ((8 << 20) + 4096));
+    /// # Ok::<(), surgeguard::http::ResponseCacheBuildError>(())
+    /// ```
+    pub fn max_bytes(&self) -> u64 {
+        self.core.max_bytes
     }
 
     /// Drops every stored response.
@@ -169,37 +202,44 @@ impl<S> Layer<S> for ResponseCacheLayer {
 /// ```
 #[derive(Debug)]
 pub struct ResponseCacheBuilder {
-    max_bytes: u64,
-    max_body_bytes: usize,
+    max_bytes: Option<u64>,
+    max_body_bytes: Option<usize>,
     stale_while_revalidate: Option<Duration>,
     stale_if_error: Option<Duration>,
     clock: Arc<dyn Clock>,
 }
 
 impl ResponseCacheBuilder {
-    /// Bound on all stored responses, bodies and headers (default: 64 MiB).
+    /// Bound on all stored responses, bodies and headers. Default: 64 MiB,
+    /// or sixteen bodies at [`max_body_bytes`](Self::max_body_bytes) when
+    /// only that is set and sixteen are more.
     ///
     /// ```
     /// # use surgeguard::http::ResponseCacheLayer;
     /// let layer = ResponseCacheLayer::builder().max_bytes(512 << 20).build()?;
+    /// // A small bound builds too: the body limit follows it (a sixteenth).
+    /// let small = ResponseCacheLayer::builder().max_bytes(1 << 20).build()?;
+    /// assert_eq!(small.max_body_bytes(), 64 << 10);
     /// # Ok::<(), surgeguard::http::ResponseCacheBuildError>(())
     /// ```
     pub fn max_bytes(mut self, bytes: u64) -> Self {
-        self.max_bytes = bytes;
+        self.max_bytes = Some(bytes);
         self
     }
 
-    /// Bound on one stored body (default: 1 MiB). A larger response
-    /// streams through to its client unbuffered past this and is not
-    /// stored.
+    /// Bound on one stored body. A larger response streams through to its
+    /// client unbuffered past this and is not stored. Default: 1 MiB, or a
+    /// sixteenth of [`max_bytes`](Self::max_bytes) when only that is set
+    /// and a sixteenth is less.
     ///
     /// ```
     /// # use surgeguard::http::ResponseCacheLayer;
     /// let layer = ResponseCacheLayer::builder().max_body_bytes(64 << 10).build()?;
+    /// assert_eq!(layer.max_body_bytes(), 64 << 10);
     /// # Ok::<(), surgeguard::http::ResponseCacheBuildError>(())
     /// ```
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
-        self.max_body_bytes = bytes;
+        self.max_body_bytes = Some(bytes);
         self
     }
 
@@ -267,15 +307,10 @@ impl ResponseCacheBuilder {
     /// assert!(matches!(err, ResponseCacheBuildError::BodyLimitTooLarge { .. }));
     /// ```
     pub fn build(self) -> Result<ResponseCacheLayer, ResponseCacheBuildError> {
-        if self.max_body_bytes > MAX_BODY_LIMIT {
-            return Err(ResponseCacheBuildError::BodyLimitTooLarge {
-                max_body_bytes: self.max_body_bytes,
-                most: MAX_BODY_LIMIT as u64,
-            });
-        }
+        let (max_bytes, max_body_bytes) = self.bounds()?;
         let mut entries = Cache::builder()
-            .max_weight(self.max_bytes)
-            .shards(shards_for(self.max_bytes, self.max_body_bytes))
+            .max_weight(max_bytes)
+            .shards(shards_for(max_bytes, max_body_bytes))
             .weigher(|_, stored: &Arc<super::StoredResponse>| stored.weight())
             .clock(Arc::clone(&self.clock));
         if let Some(window) = self.stale_while_revalidate {
@@ -285,12 +320,15 @@ impl ResponseCacheBuilder {
             entries = entries.stale_if_error(window);
         }
         let entries = entries.build()?;
-        // A body at the limit, plus its head, must fit one shard.
+        // A body at the limit, plus its head, must fit one shard. The
+        // bounds were checked against the whole cache; a shard is a part.
         let most = entries.max_entry_weight();
-        if self.max_body_bytes as u64 + 4096 > most {
+        if least_max_bytes(max_body_bytes) > most {
             return Err(ResponseCacheBuildError::BodyLimitTooLarge {
-                max_body_bytes: self.max_body_bytes,
-                most: most.saturating_sub(4096),
+                max_body_bytes,
+                most: most.saturating_sub(HEAD_ALLOWANCE),
+                max_bytes,
+                least_max_bytes: least_max_bytes(max_body_bytes),
             });
         }
         let variants = Cache::builder().max_capacity(VARIANT_SPECS).build()?;
@@ -304,13 +342,68 @@ impl ResponseCacheBuilder {
                 variants,
                 varied: VariedResources::new(),
                 hasher: ahash::RandomState::new(),
-                max_body_bytes: self.max_body_bytes,
+                max_body_bytes,
+                max_bytes,
                 stale_limits,
                 recounted_misses: AtomicU64::new(0),
                 clock: self.clock,
             }),
         })
     }
+}
+
+impl ResponseCacheBuilder {
+    /// The two bounds, the unset ones derived from the set ones, so that
+    /// any one bound a user would write builds; an error only when the
+    /// user set something impossible, naming what to change.
+    fn bounds(&self) -> Result<(u64, usize), ResponseCacheBuildError> {
+        if let Some(max_body_bytes) = self.max_body_bytes {
+            if max_body_bytes > MAX_BODY_LIMIT {
+                return Err(ResponseCacheBuildError::BodyLimitTooLarge {
+                    max_body_bytes,
+                    most: MAX_BODY_LIMIT as u64,
+                    max_bytes: self.max_bytes.unwrap_or(DEFAULT_MAX_BYTES),
+                    least_max_bytes: least_max_bytes(max_body_bytes),
+                });
+            }
+        }
+        if let Some(max_bytes) = self.max_bytes {
+            if max_bytes < MIN_MAX_BYTES {
+                return Err(ResponseCacheBuildError::MaxBytesTooSmall {
+                    max_bytes,
+                    least: MIN_MAX_BYTES,
+                });
+            }
+        }
+        Ok(match (self.max_bytes, self.max_body_bytes) {
+            (None, None) => (DEFAULT_MAX_BYTES, DEFAULT_MAX_BODY_BYTES),
+            (Some(max_bytes), None) => {
+                let share = usize::try_from(max_bytes / BODIES_PER_CACHE).unwrap_or(usize::MAX);
+                (max_bytes, share.min(DEFAULT_MAX_BODY_BYTES))
+            }
+            (None, Some(max_body_bytes)) => (
+                DEFAULT_MAX_BYTES.max(BODIES_PER_CACHE * least_max_bytes(max_body_bytes)),
+                max_body_bytes,
+            ),
+            (Some(max_bytes), Some(max_body_bytes)) => {
+                if least_max_bytes(max_body_bytes) > max_bytes {
+                    return Err(ResponseCacheBuildError::BodyLimitTooLarge {
+                        max_body_bytes,
+                        most: max_bytes - HEAD_ALLOWANCE,
+                        max_bytes,
+                        least_max_bytes: least_max_bytes(max_body_bytes),
+                    });
+                }
+                (max_bytes, max_body_bytes)
+            }
+        })
+    }
+}
+
+/// The `max_bytes` that holds one body of `max_body_bytes` in every shard
+/// layout [`shards_for`] may pick: with one shard, the body and its head.
+fn least_max_bytes(max_body_bytes: usize) -> u64 {
+    (max_body_bytes as u64).saturating_add(HEAD_ALLOWANCE)
 }
 
 /// Shards for the cache: 16 per core as the cache would pick, but few
@@ -320,7 +413,7 @@ impl ResponseCacheBuilder {
 fn shards_for(max_bytes: u64, max_body_bytes: usize) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut shards = (cores * 16).next_power_of_two().min(1 << 12);
-    let wanted = (max_body_bytes as u64 + 4096) * 4;
+    let wanted = (max_body_bytes as u64 + HEAD_ALLOWANCE) * 4;
     while shards > 1 && max_bytes / shards as u64 <= wanted {
         shards /= 2;
     }
@@ -332,19 +425,32 @@ fn shards_for(max_bytes: u64, max_body_bytes: usize) -> usize {
 /// ```
 /// # use surgeguard::http::{ResponseCacheBuildError, ResponseCacheLayer};
 /// let err = ResponseCacheLayer::builder().max_bytes(0).build().unwrap_err();
-/// assert!(matches!(err, ResponseCacheBuildError::Cache(_)));
+/// assert!(matches!(err, ResponseCacheBuildError::MaxBytesTooSmall { .. }));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ResponseCacheBuildError {
     /// One body at the limit would not fit the cache (each of its shards
-    /// holds an equal part of `max_bytes`).
-    #[error("max_body_bytes {max_body_bytes} is more than one stored response may take ({most} bytes): raise max_bytes or lower max_body_bytes")]
+    /// holds an equal part of `max_bytes`), or the body limit is over the
+    /// largest accepted (1 GiB).
+    #[error("max_body_bytes {max_body_bytes} is more than one stored response may take with max_bytes {max_bytes} ({most} bytes): lower max_body_bytes to {most} or less, or raise max_bytes to {least_max_bytes} or more")]
     BodyLimitTooLarge {
         /// The body limit asked for.
         max_body_bytes: usize,
         /// The most it may be with this `max_bytes`.
         most: u64,
+        /// The bound on all stored responses it was checked against.
+        max_bytes: u64,
+        /// The least `max_bytes` that holds a body at this limit.
+        least_max_bytes: u64,
+    },
+    /// `max_bytes` cannot hold even one small response.
+    #[error("max_bytes {max_bytes} cannot hold a stored response: set it to {least} or more")]
+    MaxBytesTooSmall {
+        /// The bound asked for.
+        max_bytes: u64,
+        /// The least accepted.
+        least: u64,
     },
     /// The cache behind the layer rejected its settings.
     #[error("the response cache: {0}")]

@@ -84,6 +84,8 @@ pub(crate) struct Core {
     /// Hashes resource keys, once per request.
     hasher: ahash::RandomState,
     max_body_bytes: usize,
+    /// Bound on all stored responses (reported by the layer).
+    max_bytes: u64,
     /// The layer's stale windows: each response's default and upper bound.
     stale_limits: StaleWindows,
     /// Misses counted twice: by the hit path's lookup, then again by the
