@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use serde::{Serialize, Serializer};
+use surgeguard::shed::{Priority, RejectReason};
 
 use super::client::{Outcome, Played, Status};
 use super::database::DatabaseReport;
@@ -201,6 +202,9 @@ pub struct Protection {
     pub shed_refusals: u64,
     /// The shedder's concurrency limit at the end.
     pub shed_limit_at_end: u32,
+    /// Checkout queries (Critical) the shedder refused, by reason: the
+    /// limit was reached, the queue was full, the wait passed its deadline.
+    pub critical_refused: [u64; 3],
 }
 
 impl Run {
@@ -365,6 +369,12 @@ impl Protection {
             response_cache_hit_ratio: responses.hit_ratio(),
             shed_refusals: shed.rejected_critical + shed.rejected_normal + shed.rejected_sheddable,
             shed_limit_at_end: shed.limit,
+            critical_refused: [
+                RejectReason::LimitReached,
+                RejectReason::QueueFull,
+                RejectReason::Deadline,
+            ]
+            .map(|reason| shed.rejected(Priority::Critical, reason)),
         })
     }
 }
