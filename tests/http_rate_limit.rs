@@ -14,7 +14,8 @@ use http_body_util::Full;
 use http_support::{client, fresh_connections, send, serve, serve_without_peer};
 use surgeguard::clock::ManualClock;
 use surgeguard::http::{
-    ClientIp, GlobalKey, MissingKey, PeerAddr, RateLimitLayer, RateLimitService, TrustedProxies,
+    ClientIp, GlobalKey, MissingKey, PeerAddr, ProxyHeader, RateLimitLayer, RateLimitService,
+    TrustedProxies,
 };
 use surgeguard::limit::{Gcra, KeyedGcra, Quota};
 use tower::{service_fn, Layer, ServiceExt};
@@ -142,7 +143,10 @@ async fn every_clone_and_connection_shares_one_limit() {
 async fn forwarded_headers_from_an_untrusted_peer_are_ignored() {
     let clock = ManualClock::new();
     // The peer is 127.0.0.1, not in the trusted range.
-    let untrusted = ClientIp::from_peer_or_forwarded(TrustedProxies::new(["10.0.0.0/8"]).unwrap());
+    let untrusted = ClientIp::behind(
+        TrustedProxies::new(["10.0.0.0/8"]).unwrap(),
+        ProxyHeader::XForwardedFor,
+    );
     let app = Router::new()
         .route("/", get(|| async { "ok" }))
         .layer(RateLimitLayer::new(per_ip(1, &clock)).key(untrusted));
@@ -160,8 +164,10 @@ async fn forwarded_headers_from_an_untrusted_peer_are_ignored() {
 #[tokio::test]
 async fn a_trusted_proxy_names_the_client() {
     let clock = ManualClock::new();
-    let behind_proxy =
-        ClientIp::from_peer_or_forwarded(TrustedProxies::new(["127.0.0.1"]).unwrap());
+    let behind_proxy = ClientIp::behind(
+        TrustedProxies::new(["127.0.0.1"]).unwrap(),
+        ProxyHeader::XForwardedFor,
+    );
     let app = Router::new()
         .route("/", get(|| async { "ok" }))
         .layer(RateLimitLayer::new(per_ip(1, &clock)).key(behind_proxy));
