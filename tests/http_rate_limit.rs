@@ -208,6 +208,42 @@ async fn a_trusted_proxy_names_the_client() {
     assert_eq!(answer.status, 429);
 }
 
+/// Issue 19: behind nginx (which appends to `X-Forwarded-For` and passes a
+/// client's `Forwarded` through untouched), a client sent a fresh
+/// `Forwarded: for=` per request and got a fresh key each time: the
+/// extractor read `Forwarded` whenever it was present. Six requests then
+/// all passed a limit of burst 2; now the configured header alone decides.
+#[tokio::test]
+async fn a_client_behind_a_trusted_proxy_cannot_pick_its_key_with_another_header() {
+    let clock = ManualClock::new();
+    let per_ip = Gcra::keyed(Quota::per_second(1).unwrap().burst(2).unwrap())
+        .max_keys(1_000)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let key = ClientIp::behind(
+        TrustedProxies::new(["10.0.0.1"]).unwrap(),
+        ProxyHeader::XForwardedFor,
+    );
+    let ok = service_fn(|_: Request<()>| async {
+        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new())))
+    });
+    let service = RateLimitLayer::new(per_ip).key(key).layer(ok);
+    let mut statuses = Vec::new();
+    for i in 1..=6 {
+        let mut request = Request::get("/")
+            .header("forwarded", format!("for=198.51.100.{i}"))
+            .header("x-forwarded-for", "203.0.113.50")
+            .body(())
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(PeerAddr(SocketAddr::from(([10, 0, 0, 1], 443))));
+        statuses.push(service.clone().oneshot(request).await.unwrap().status());
+    }
+    assert_eq!(statuses, [200, 200, 429, 429, 429, 429]);
+}
+
 #[tokio::test]
 async fn requests_without_a_key_follow_the_missing_key_policy() {
     let clock = ManualClock::new();
