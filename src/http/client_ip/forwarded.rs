@@ -124,8 +124,15 @@ fn value(text: &[u8]) -> Option<(Cow<'_, [u8]>, &[u8])> {
         let (token, rest) = token(text)?;
         return Some((Cow::Borrowed(token), rest));
     };
-    let mut unescaped = Vec::new();
-    let mut bytes = quoted.iter().enumerate();
+    let end = quoted
+        .iter()
+        .position(|&byte| byte == b'"' || byte == b'\\')?;
+    if quoted[end] == b'"' {
+        // No escapes, the common case: nothing to copy.
+        return Some((Cow::Borrowed(&quoted[..end]), &quoted[end + 1..]));
+    }
+    let mut unescaped = quoted[..end].to_vec();
+    let mut bytes = quoted.iter().enumerate().skip(end);
     while let Some((index, &byte)) = bytes.next() {
         match byte {
             b'"' => return Some((Cow::Owned(unescaped), &quoted[index + 1..])),
@@ -253,6 +260,14 @@ mod tests {
         );
         assert_eq!(
             for_node(br#"for="\1\9\2.0.2.43""#),
+            Some(address("192.0.2.43"))
+        );
+        assert_eq!(
+            for_node(br#"for="192.0.2.4\3""#),
+            Some(address("192.0.2.43"))
+        );
+        assert_eq!(
+            for_node(br#"ext="a\";b";for=192.0.2.43"#),
             Some(address("192.0.2.43"))
         );
         assert_eq!(

@@ -30,15 +30,15 @@ static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 /// |---|---|---|---|
 /// | nginx, `proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for` | `X-Forwarded-For` | appends the peer | [`XForwardedFor`](Self::XForwardedFor) |
 /// | nginx, `proxy_set_header X-Real-IP $remote_addr` | `X-Real-IP` | overwrites | [`XRealIp`](Self::XRealIp) |
-/// | HAProxy, `option forwardfor` | `X-Forwarded-For` | adds the peer | [`XForwardedFor`](Self::XForwardedFor) |
-/// | HAProxy, `option forwarded` | `Forwarded` | adds an element | [`Forwarded`](Self::Forwarded) |
+/// | HAProxy, `option forwardfor` | `X-Forwarded-For` | adds a line with the peer | [`XForwardedFor`](Self::XForwardedFor) |
+/// | HAProxy, `option forwarded` | `Forwarded` | adds a line with the peer's element | [`Forwarded`](Self::Forwarded) |
 /// | AWS Application Load Balancer | `X-Forwarded-For` | appends the peer | [`XForwardedFor`](Self::XForwardedFor) |
 /// | Google Cloud Application Load Balancer | `X-Forwarded-For` | appends `<client>, <load balancer>` | [`XForwardedFor`](Self::XForwardedFor), trusting the load balancer's own address too |
 /// | Envoy, `use_remote_address: true` | `X-Forwarded-For` | appends the peer | [`XForwardedFor`](Self::XForwardedFor) |
 /// | Traefik | `X-Forwarded-For` | appends the peer | [`XForwardedFor`](Self::XForwardedFor) |
 /// | Caddy, `reverse_proxy` | `X-Forwarded-For` | appends the peer | [`XForwardedFor`](Self::XForwardedFor) |
 /// | Cloudflare | `CF-Connecting-IP` | overwrites | `Custom("cf-connecting-ip")` |
-/// | Akamai, with True-Client-IP turned on | `True-Client-IP` | overwrites | `Custom("true-client-ip")` |
+/// | Akamai, with True-Client-IP on and clients' own not allowed | `True-Client-IP` | overwrites | `Custom("true-client-ip")` |
 /// | Fly.io | `Fly-Client-IP` | overwrites | `Custom("fly-client-ip")` |
 ///
 /// Cloudflare and Fly.io append to `X-Forwarded-For` as well; either header
@@ -89,8 +89,9 @@ pub enum ProxyHeader {
     XRealIp,
     /// Another header holding one address, written over by the proxy, such
     /// as a CDN's `CF-Connecting-IP`, `True-Client-IP` or `Fly-Client-IP`.
-    /// Read as [`XRealIp`](Self::XRealIp) is; naming a list header here
-    /// makes every list the peer.
+    /// Read as [`XRealIp`](Self::XRealIp) is: one line, one address. (A list
+    /// header named here counts only when it holds a single address; any
+    /// longer list is read as the peer.)
     Custom(HeaderName),
 }
 
