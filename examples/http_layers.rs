@@ -3,7 +3,9 @@
 //! that takes 50 ms.
 //!
 //! * 5 requests per second per client IP, bursts of 10; behind a proxy on
-//!   10.0.0.0/8 the client is read from `X-Forwarded-For`, never otherwise.
+//!   10.0.0.0/8 that appends to `X-Forwarded-For` (nginx's
+//!   `$proxy_add_x_forwarded_for`) the client is read from that header and
+//!   no other; from any other peer, the peer is the client.
 //! * Responses say `Cache-Control: max-age=10`, so repeated requests are
 //!   answered from the cache for 10 s and served stale for 30 s more while
 //!   one handler call refreshes them; a failing handler is covered for 5
@@ -20,7 +22,7 @@ use axum::extract::Path;
 use axum::routing::get;
 use axum::Router;
 use surgeguard::http::{
-    ClientIp, LoadShedLayer, RateLimitLayer, ResponseCacheLayer, TrustedProxies,
+    ClientIp, LoadShedLayer, ProxyHeader, RateLimitLayer, ResponseCacheLayer, TrustedProxies,
 };
 use surgeguard::limit::{Gcra, Quota};
 use surgeguard::shed::{AdaptiveLimit, Priority, Shedder};
@@ -63,7 +65,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .layer(cache)
         .layer(
             RateLimitLayer::new(per_ip)
-                .key(ClientIp::from_peer_or_forwarded(trusted))
+                .key(ClientIp::behind(trusted, ProxyHeader::XForwardedFor))
                 .policy_name("per-ip")?
                 .problem_body(true),
         );

@@ -14,7 +14,8 @@ use http_body_util::Full;
 use http_support::{client, fresh_connections, send, serve, serve_without_peer};
 use surgeguard::clock::ManualClock;
 use surgeguard::http::{
-    ClientIp, GlobalKey, MissingKey, PeerAddr, RateLimitLayer, RateLimitService, TrustedProxies,
+    ClientIp, GlobalKey, MissingKey, PeerAddr, ProxyHeader, RateLimitLayer, RateLimitService,
+    TrustedProxies,
 };
 use surgeguard::limit::{Gcra, KeyedGcra, Quota};
 use tower::{service_fn, Layer, ServiceExt};
@@ -142,7 +143,10 @@ async fn every_clone_and_connection_shares_one_limit() {
 async fn forwarded_headers_from_an_untrusted_peer_are_ignored() {
     let clock = ManualClock::new();
     // The peer is 127.0.0.1, not in the trusted range.
-    let untrusted = ClientIp::from_peer_or_forwarded(TrustedProxies::new(["10.0.0.0/8"]).unwrap());
+    let untrusted = ClientIp::behind(
+        TrustedProxies::new(["10.0.0.0/8"]).unwrap(),
+        ProxyHeader::XForwardedFor,
+    );
     let app = Router::new()
         .route("/", get(|| async { "ok" }))
         .layer(RateLimitLayer::new(per_ip(1, &clock)).key(untrusted));
@@ -160,8 +164,10 @@ async fn forwarded_headers_from_an_untrusted_peer_are_ignored() {
 #[tokio::test]
 async fn a_trusted_proxy_names_the_client() {
     let clock = ManualClock::new();
-    let behind_proxy =
-        ClientIp::from_peer_or_forwarded(TrustedProxies::new(["127.0.0.1"]).unwrap());
+    let behind_proxy = ClientIp::behind(
+        TrustedProxies::new(["127.0.0.1"]).unwrap(),
+        ProxyHeader::XForwardedFor,
+    );
     let app = Router::new()
         .route("/", get(|| async { "ok" }))
         .layer(RateLimitLayer::new(per_ip(1, &clock)).key(behind_proxy));
@@ -200,6 +206,42 @@ async fn a_trusted_proxy_names_the_client() {
     )
     .await;
     assert_eq!(answer.status, 429);
+}
+
+/// Issue 19: behind nginx (which appends to `X-Forwarded-For` and passes a
+/// client's `Forwarded` through untouched), a client sent a fresh
+/// `Forwarded: for=` per request and got a fresh key each time: the
+/// extractor read `Forwarded` whenever it was present. Six requests then
+/// all passed a limit of burst 2; now the configured header alone decides.
+#[tokio::test]
+async fn a_client_behind_a_trusted_proxy_cannot_pick_its_key_with_another_header() {
+    let clock = ManualClock::new();
+    let per_ip = Gcra::keyed(Quota::per_second(1).unwrap().burst(2).unwrap())
+        .max_keys(1_000)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let key = ClientIp::behind(
+        TrustedProxies::new(["10.0.0.1"]).unwrap(),
+        ProxyHeader::XForwardedFor,
+    );
+    let ok = service_fn(|_: Request<()>| async {
+        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new())))
+    });
+    let service = RateLimitLayer::new(per_ip).key(key).layer(ok);
+    let mut statuses = Vec::new();
+    for i in 1..=6 {
+        let mut request = Request::get("/")
+            .header("forwarded", format!("for=198.51.100.{i}"))
+            .header("x-forwarded-for", "203.0.113.50")
+            .body(())
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(PeerAddr(SocketAddr::from(([10, 0, 0, 1], 443))));
+        statuses.push(service.clone().oneshot(request).await.unwrap().status());
+    }
+    assert_eq!(statuses, [200, 200, 429, 429, 429, 429]);
 }
 
 #[tokio::test]

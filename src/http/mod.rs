@@ -79,7 +79,7 @@ mod rate_limit;
 mod response_cache;
 
 pub use body::GuardedBody;
-pub use client_ip::{ClientIp, PeerAddr, TrustedProxies};
+pub use client_ip::{ClientIp, PeerAddr, ProxyHeader, TrustedProxies};
 pub use error::ConfigError;
 pub use key::{GlobalKey, HeaderKey, KeyExtractor, MissingKey, RequestHead, RouteKey};
 pub use load_shed::{LoadShedFuture, LoadShedLayer, LoadShedService};

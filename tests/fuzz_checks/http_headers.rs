@@ -5,9 +5,10 @@
 //! fields [`RateLimitLayer`] writes.
 //!
 //! Beyond "no panic", each part checks the rule that makes it safe: a
-//! forwarding header counts only when the peer is a trusted proxy; a response
-//! the RFC forbids sharing (`no-store`, `private`, `Set-Cookie`) is never
-//! served to a second request; a 304 answers only a conditional request; the
+//! forwarding header counts only when the peer is a trusted proxy, and no
+//! header but the configured one ever changes the key; a response the RFC
+//! forbids sharing (`no-store`, `private`, `Set-Cookie`) is never served to
+//! a second request; a 304 answers only a conditional request; the
 //! `RateLimit` fields are well-formed structured fields.
 
 use std::convert::Infallible;
@@ -21,8 +22,8 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use surgeguard::clock::ManualClock;
 use surgeguard::http::{
-    ClientIp, GlobalKey, KeyExtractor, PeerAddr, RateLimitLayer, RequestHead, ResponseCacheLayer,
-    TrustedProxies,
+    ClientIp, GlobalKey, KeyExtractor, PeerAddr, ProxyHeader, RateLimitLayer, RequestHead,
+    ResponseCacheLayer, TrustedProxies,
 };
 use surgeguard::limit::{Gcra, Quota};
 use tower::{service_fn, Layer, ServiceExt};
@@ -71,6 +72,14 @@ const FRAGMENTS: &[&str] = &[
     "gzip",
 ];
 
+/// The headers a client may forge; [`client_ip`] configures one of them.
+const FORWARDING_HEADERS: &[&str] = &[
+    "x-forwarded-for",
+    "forwarded",
+    "x-real-ip",
+    "cf-connecting-ip",
+];
+
 /// A header value: raw fuzzer bytes or a string of grammar fragments.
 /// `None` when the bytes are not a legal header value (the `http` crate
 /// refuses those before any layer sees them).
@@ -109,18 +118,30 @@ fn client_ip(input: &mut Input) {
             return;
         }
     };
-    let extractor = ClientIp::from_peer_or_forwarded(trusted.clone());
+    let names = FORWARDING_HEADERS;
+    let configured = names[usize::from(input.u8()) % names.len()];
+    let header = match configured {
+        "x-forwarded-for" => ProxyHeader::XForwardedFor,
+        "forwarded" => ProxyHeader::Forwarded,
+        "x-real-ip" => ProxyHeader::XRealIp,
+        custom => ProxyHeader::Custom(HeaderName::from_static(custom)),
+    };
+    let extractor = ClientIp::behind(trusted.clone(), header);
     let mut request = Request::get("/").body(()).unwrap();
-    for _ in 0..input.u8() % 4 {
-        let name = input.pick(&["x-forwarded-for", "forwarded", "x-real-ip"]);
+    for _ in 0..input.u8() % 6 {
+        let name = input.pick(names);
         if let Some(value) = value(input) {
             request.headers_mut().append(name, value);
         }
     }
     let peer = ip(input);
-    request
-        .extensions_mut()
-        .insert(PeerAddr(SocketAddr::new(peer, 443)));
+    let with_peer = |mut request: Request<()>| {
+        request
+            .extensions_mut()
+            .insert(PeerAddr(SocketAddr::new(peer, 443)));
+        request
+    };
+    let request = with_peer(request);
     let client = extractor
         .extract(&RequestHead::of(&request))
         .expect("a request with a peer has a client address");
@@ -131,6 +152,17 @@ fn client_ip(input: &mut Input) {
             "an untrusted peer's forwarding headers were believed"
         );
     }
+    let mut only_configured = Request::get("/").body(()).unwrap();
+    for line in request.headers().get_all(configured) {
+        only_configured
+            .headers_mut()
+            .append(configured, line.clone());
+    }
+    assert_eq!(
+        extractor.extract(&RequestHead::of(&with_peer(only_configured))),
+        Some(client),
+        "a header other than the configured {configured} changed the key"
+    );
     assert_eq!(
         ClientIp::peer().extract(&RequestHead::of(&request)),
         Some(peer)

@@ -39,7 +39,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use surgeguard::cache::{Cache, CacheStats, LoadError};
-use surgeguard::http::{ClientIp, RateLimitLayer, ResponseCacheLayer, TrustedProxies};
+use surgeguard::http::{ClientIp, ProxyHeader, RateLimitLayer, ResponseCacheLayer, TrustedProxies};
 use surgeguard::limit::{AllOf, Gcra, Quota};
 use surgeguard::metrics::{saturation, Reporter};
 use surgeguard::shed::{AdaptiveLimit, Outcome, Priority, Rejected, ShedStats, Shedder};
@@ -293,9 +293,11 @@ impl Protection {
         // so the global one rarely has to give a unit back.
         let limits =
             AllOf::new(per_client, |client: &std::net::IpAddr| *client).and(global, |_| ());
+        // The load balancer (the crowd in `client.rs`) connects from
+        // loopback and writes X-Forwarded-For, the one header read.
         let load_balancer = TrustedProxies::new(["127.0.0.1/32"]).map_err(|e| invalid(e.into()))?;
         let rate_limit = RateLimitLayer::new(limits)
-            .key(ClientIp::from_peer_or_forwarded(load_balancer))
+            .key(ClientIp::behind(load_balancer, ProxyHeader::XForwardedFor))
             .policy_name("shop")
             .map_err(|e| invalid(e.into()))?;
         Ok(routes.layer(self.responses.clone()).layer(rate_limit))

@@ -26,13 +26,14 @@ use crate::http::key::MissingKey;
 ///   inner service, passes through unchanged.
 ///
 /// ```
-/// use surgeguard::http::{ClientIp, RateLimitLayer, TrustedProxies};
+/// use surgeguard::http::{ClientIp, ProxyHeader, RateLimitLayer, TrustedProxies};
 /// use surgeguard::limit::{Gcra, Quota};
 ///
 /// let per_ip = Gcra::keyed::<std::net::IpAddr>(Quota::per_second(10)?.burst(20)?).max_keys(100_000).build()?;
+/// // Behind proxies on 10.0.0.0/8 that append to X-Forwarded-For:
 /// let trusted = TrustedProxies::new(["10.0.0.0/8"])?;
 /// let layer = RateLimitLayer::new(per_ip)
-///     .key(ClientIp::from_peer_or_forwarded(trusted))
+///     .key(ClientIp::behind(trusted, ProxyHeader::XForwardedFor))
 ///     .policy_name("per-ip")?
 ///     .problem_body(true);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
