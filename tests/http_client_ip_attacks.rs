@@ -24,7 +24,7 @@ use surgeguard::clock::ManualClock;
 use surgeguard::http::{
     ClientIp, KeyExtractor, PeerAddr, ProxyHeader, RateLimitLayer, RequestHead, TrustedProxies,
 };
-use surgeguard::limit::{Gcra, Quota};
+use surgeguard::limit::{Gcra, Quota, WhenFull};
 use tower::{service_fn, Layer, ServiceExt};
 
 const TRUSTED: &str = "10.0.0.0/8";
@@ -115,6 +115,121 @@ fn ok_service() -> impl tower::Service<
     service_fn(|_: Request<()>| async {
         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new())))
     })
+}
+
+// ---------------------------------------------------------------------------
+// Findings: these fail against the current code.
+
+/// An IPv6 client holds a /64 (every residential and cloud IPv6 customer
+/// does) and picks its own interface identifier: 2^64 addresses, all its
+/// own. Keyed by the full /128, it gets a fresh key per request, which
+/// SECURITY.md's first threat says it must not.
+#[test]
+fn an_ipv6_client_has_one_key_for_its_whole_slash_64() {
+    let addresses = ["2001:db8:1:2::1", "2001:db8:1:2:dead:beef:0:7"];
+    let direct: Vec<IpAddr> = addresses
+        .iter()
+        .map(|address| {
+            let request = request(address, &[]);
+            ClientIp::peer()
+                .extract(&RequestHead::of(&request))
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(direct[0], direct[1], "ClientIp::peer()");
+
+    let via_proxy: Vec<IpAddr> = addresses
+        .iter()
+        .map(|address| xff(&[("x-forwarded-for", address.as_bytes())]))
+        .collect();
+    assert_eq!(
+        via_proxy[0], via_proxy[1],
+        "ClientIp::behind(.., XForwardedFor)"
+    );
+}
+
+/// The same through `RateLimitLayer`: once limited, the client moves to
+/// the next address of its /64 and is served again.
+#[tokio::test]
+async fn an_ipv6_client_cannot_escape_its_limit_by_hopping_addresses_in_its_slash_64() {
+    let clock = ManualClock::new();
+    let per_ip = Gcra::keyed(Quota::per_minute(1).unwrap())
+        .max_keys(1_000)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let service = RateLimitLayer::new(per_ip)
+        .key(ClientIp::peer())
+        .layer(ok_service());
+    let mut statuses = Vec::new();
+    for host in 1..=5 {
+        let request = request(&format!("2001:db8:1:2::{host:x}"), &[]);
+        statuses.push(service.clone().oneshot(request).await.unwrap().status());
+    }
+    assert_eq!(statuses, [200, 429, 429, 429, 429]);
+}
+
+/// Worse than escaping its own limit: the default `WhenFull::DenyNewKeys`
+/// denies every new key once the table is full of active ones, so one
+/// IPv6 client filling `max_keys` from its /64 locks every new client out.
+/// (One shard, so the table is full after exactly `max_keys` keys: the test
+/// does not depend on how keys hash.)
+#[tokio::test]
+async fn an_ipv6_client_cannot_fill_the_key_table_and_lock_out_new_clients() {
+    let clock = ManualClock::new();
+    let per_ip = Gcra::keyed(Quota::per_minute(1).unwrap())
+        .max_keys(16)
+        .shards(1)
+        .when_full(WhenFull::DenyNewKeys)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let service = RateLimitLayer::new(per_ip)
+        .key(ClientIp::peer())
+        .layer(ok_service());
+    for host in 1..=16 {
+        let request = request(&format!("2001:db8:1:2::{host:x}"), &[]);
+        service.clone().oneshot(request).await.unwrap();
+    }
+    let victim = request("192.0.2.7", &[]);
+    let status = service.clone().oneshot(victim).await.unwrap().status();
+    assert_eq!(status, StatusCode::OK, "a new client after one /64's flood");
+}
+
+/// `TrustedProxies` says IPv4-mapped IPv6 addresses count as their IPv4
+/// form, and it canonicalises a mapped *address*, but keeps the IPv6
+/// *prefix*: `::ffff:10.0.0.0/104` (which is 10.0.0.0/8) is refused as a
+/// /104 of an IPv4 address, and `::ffff:10.0.0.1/128` too. (A prefix of 32
+/// or less is silently taken as an IPv4 prefix instead, so
+/// `::ffff:10.0.0.0/8` becomes 10.0.0.0/8 rather than the IPv6 ::/8 it
+/// says; narrower than written, so it fails closed.)
+#[test]
+fn an_ipv4_mapped_range_is_its_ipv4_range() {
+    let trusted = TrustedProxies::new(["::ffff:10.0.0.0/104"]).expect("::ffff:10.0.0.0/104");
+    assert!(trusted.contains(ip("10.1.2.3")));
+    assert!(trusted.contains(ip("::ffff:10.1.2.3")));
+    assert!(!trusted.contains(ip("11.0.0.1")));
+    let single = TrustedProxies::new(["::ffff:10.0.0.1/128"]).expect("::ffff:10.0.0.1/128");
+    assert!(single.contains(ip("10.0.0.1")));
+    assert!(!single.contains(ip("10.0.0.2")));
+}
+
+/// A `Forwarded` quoted string with a backslash is copied to unescape it,
+/// whichever parameter it belongs to and however long it is: a request
+/// costs an allocation the size of its header. Every other path (plain
+/// lists, quoted strings without escapes) allocates nothing, and no node
+/// that names an address is longer than a few dozen bytes, so none needs
+/// a heap copy.
+#[test]
+fn an_escaped_forwarded_value_costs_no_allocation() {
+    let long_escaped_ext = format!("ext=\"\\a{}\";for={CLIENT}", "b".repeat(1 << 20));
+    let long_escaped_for = format!("for=\"\\{}\"", "1".repeat(1 << 20));
+    for value in [long_escaped_ext, long_escaped_for] {
+        let request = request(PEER, &[("forwarded", value.as_bytes())]);
+        let extractor = behind(ProxyHeader::Forwarded);
+        let (_, bytes) = allocated_by(|| extractor.extract(&RequestHead::of(&request)));
+        assert!(bytes < 1024, "{bytes} bytes allocated for one request");
+    }
 }
 
 // ---------------------------------------------------------------------------
