@@ -197,12 +197,12 @@ async fn an_ipv6_client_cannot_fill_the_key_table_and_lock_out_new_clients() {
 }
 
 /// `TrustedProxies` says IPv4-mapped IPv6 addresses count as their IPv4
-/// form, and it canonicalises a mapped *address*, but keeps the IPv6
-/// *prefix*: `::ffff:10.0.0.0/104` (which is 10.0.0.0/8) is refused as a
-/// /104 of an IPv4 address, and `::ffff:10.0.0.1/128` too. (A prefix of 32
-/// or less is silently taken as an IPv4 prefix instead, so
-/// `::ffff:10.0.0.0/8` becomes 10.0.0.0/8 rather than the IPv6 ::/8 it
-/// says; narrower than written, so it fails closed.)
+/// form. It used to canonicalise a mapped *address* but keep the IPv6
+/// *prefix*: `::ffff:10.0.0.0/104` (which is 10.0.0.0/8) was refused as a
+/// /104 of an IPv4 address, `::ffff:10.0.0.1/128` too, and
+/// `::ffff:10.0.0.0/8` was silently read as 10.0.0.0/8 rather than the
+/// IPv6 ::/8 it says. Now a mapped range of /96 or more is its IPv4 range,
+/// and a wider one is refused.
 #[test]
 fn an_ipv4_mapped_range_is_its_ipv4_range() {
     let trusted = TrustedProxies::new(["::ffff:10.0.0.0/104"]).expect("::ffff:10.0.0.0/104");
@@ -212,6 +212,12 @@ fn an_ipv4_mapped_range_is_its_ipv4_range() {
     let single = TrustedProxies::new(["::ffff:10.0.0.1/128"]).expect("::ffff:10.0.0.1/128");
     assert!(single.contains(ip("10.0.0.1")));
     assert!(!single.contains(ip("10.0.0.2")));
+    for wider_than_ipv4 in ["::ffff:10.0.0.0/8", "::ffff:0:0/95"] {
+        assert!(
+            TrustedProxies::new([wider_than_ipv4]).is_err(),
+            "{wider_than_ipv4}"
+        );
+    }
 }
 
 /// A `Forwarded` quoted string with a backslash is copied to unescape it,

@@ -14,11 +14,14 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// A trusted-proxy entry is neither an address nor a CIDR range.
-    #[error("trusted proxy {entry:?} is not an IP address or a CIDR range such as 10.0.0.0/8 or 2001:db8::/32")]
+    /// A trusted-proxy entry is not an address or a CIDR range that can be
+    /// matched.
+    #[error("trusted proxy {entry:?}: {reason}")]
     InvalidProxyRange {
         /// The entry as given.
         entry: String,
+        /// What is wrong with it.
+        reason: &'static str,
     },
     /// A policy name would not make a valid `RateLimit` field item.
     #[error("policy name {name:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '-', '_' or '.'")]
