@@ -11,8 +11,12 @@
 //! as written) or leaves a quoted string open (the line does not split, and
 //! the walk stops at the last trusted hop): it cannot change what the
 //! proxy's element says.
+//!
+//! Nothing here allocates, whatever a client sends: values are read where
+//! they lie, and only a `for=` value is ever unescaped, into a buffer on
+//! the stack as long as the longest node worth reading. A value longer
+//! than that names no address, so it is refused before any copy.
 
-use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::walk::LastElements;
@@ -93,7 +97,8 @@ fn for_node(element: &[u8]) -> Option<Node> {
             if node.is_some() {
                 return None;
             }
-            node = Some(parse_node(&value)?);
+            let mut buffer = [0; MAX_NODE_LEN];
+            node = Some(parse_node(value.unescaped(&mut buffer)?)?);
         }
         rest = after.trim_ascii_start();
         match rest.split_first() {
@@ -117,27 +122,73 @@ fn is_token_char(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
+/// The longest `for=` value read as a node. The longest node that names
+/// an address with a numeric port is 53 bytes
+/// (`[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:65535`); the rest leaves
+/// room for an obfuscated port (RFC 7239 §6.3 sets no length, proxies write
+/// a handful of characters). A longer value names no address.
+const MAX_NODE_LEN: usize = 128;
+
+/// A parameter value as it lies in the header: a token, or a quoted
+/// string's contents with any escapes still in.
+#[derive(Debug, Clone, Copy)]
+struct Value<'a> {
+    text: &'a [u8],
+    escaped: bool,
+}
+
+impl<'a> Value<'a> {
+    /// The value with its escapes resolved (RFC 9110 §5.6.4), written into
+    /// `buffer` when there are any; `None` when it is longer than
+    /// [`MAX_NODE_LEN`], without reading past that.
+    fn unescaped<'b>(self, buffer: &'b mut [u8; MAX_NODE_LEN]) -> Option<&'b [u8]>
+    where
+        'a: 'b,
+    {
+        if !self.escaped {
+            return (self.text.len() <= MAX_NODE_LEN).then_some(self.text);
+        }
+        let mut length = 0;
+        let mut bytes = self.text.iter();
+        while let Some(&byte) = bytes.next() {
+            // `value` only makes values whose every backslash has a byte
+            // after it.
+            let byte = if byte == b'\\' { *bytes.next()? } else { byte };
+            *buffer.get_mut(length)? = byte;
+            length += 1;
+        }
+        Some(&buffer[..length])
+    }
+}
+
 /// A parameter value (a token or a quoted string, RFC 7239 §4) at the start
-/// of `text`, unescaped, and what follows it.
-fn value(text: &[u8]) -> Option<(Cow<'_, [u8]>, &[u8])> {
+/// of `text`, and what follows it. Nothing is copied: a quoted string is
+/// only scanned for its closing quote.
+fn value(text: &[u8]) -> Option<(Value<'_>, &[u8])> {
     let Some(quoted) = text.strip_prefix(b"\"") else {
         let (token, rest) = token(text)?;
-        return Some((Cow::Borrowed(token), rest));
+        let value = Value {
+            text: token,
+            escaped: false,
+        };
+        return Some((value, rest));
     };
-    let end = quoted
-        .iter()
-        .position(|&byte| byte == b'"' || byte == b'\\')?;
-    if quoted[end] == b'"' {
-        // No escapes, the common case: nothing to copy.
-        return Some((Cow::Borrowed(&quoted[..end]), &quoted[end + 1..]));
-    }
-    let mut unescaped = quoted[..end].to_vec();
-    let mut bytes = quoted.iter().enumerate().skip(end);
+    let mut escaped = false;
+    let mut bytes = quoted.iter().enumerate();
     while let Some((index, &byte)) = bytes.next() {
         match byte {
-            b'"' => return Some((Cow::Owned(unescaped), &quoted[index + 1..])),
-            b'\\' => unescaped.push(*bytes.next()?.1),
-            _ => unescaped.push(byte),
+            b'"' => {
+                let value = Value {
+                    text: &quoted[..index],
+                    escaped,
+                };
+                return Some((value, &quoted[index + 1..]));
+            }
+            b'\\' => {
+                escaped = true;
+                bytes.next()?;
+            }
+            _ => {}
         }
     }
     None
@@ -211,6 +262,8 @@ fn is_port(text: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::client_ip::tests::{client, ip};
+    use crate::http::client_ip::ProxyHeader;
 
     fn address(text: &str) -> Node {
         Node::Address(text.parse().unwrap())
@@ -391,6 +444,66 @@ mod tests {
         for malformed in ["_", "_a b", "_a/b", "_a:"] {
             assert_eq!(parse_node(malformed.as_bytes()), None, "{malformed:?}");
         }
+    }
+
+    #[test]
+    fn a_long_escaped_value_of_another_parameter_is_skipped() {
+        let long = format!("ext=\"\\a{}\";for=203.0.113.50", "b".repeat(1 << 20));
+        assert_eq!(for_node(long.as_bytes()), Some(address("203.0.113.50")));
+        let escaped_quotes = format!("ext=\"{}\";for=203.0.113.50", "\\\"".repeat(1 << 19));
+        assert_eq!(
+            for_node(escaped_quotes.as_bytes()),
+            Some(address("203.0.113.50"))
+        );
+        // And the walk still finds the client behind it.
+        let line = format!("for=198.51.100.1, {long}, for=10.0.0.3");
+        assert_eq!(
+            client(
+                ProxyHeader::Forwarded,
+                &["10.0.0.0/8"],
+                "10.0.0.1:1",
+                &[("forwarded", &line)]
+            ),
+            ip("203.0.113.50")
+        );
+    }
+
+    #[test]
+    fn a_for_value_longer_than_any_node_is_no_address() {
+        // At the bound, an address with an obfuscated port still reads.
+        let at_bound = |escaped: bool| {
+            let address = if escaped {
+                "1\\92.0.2.43:_"
+            } else {
+                "192.0.2.43:_"
+            };
+            let port_length = MAX_NODE_LEN - "192.0.2.43:_".len();
+            format!("{address}{}", "p".repeat(port_length))
+        };
+        for escaped in [false, true] {
+            let node = at_bound(escaped);
+            let element = format!("for=\"{node}\"");
+            assert_eq!(
+                for_node(element.as_bytes()),
+                Some(address("192.0.2.43")),
+                "{node}"
+            );
+            let element = format!("for=\"{node}p\"");
+            assert_eq!(for_node(element.as_bytes()), None, "{node}p");
+        }
+        let long_escaped = format!("for=\"\\{}\"", "1".repeat(1 << 20));
+        assert_eq!(for_node(long_escaped.as_bytes()), None);
+        let long_obfuscated = format!("for=_{}", "a".repeat(MAX_NODE_LEN));
+        assert_eq!(for_node(long_obfuscated.as_bytes()), None);
+        assert_eq!(
+            client(
+                ProxyHeader::Forwarded,
+                &["10.0.0.0/8"],
+                "10.0.0.1:1",
+                &[("forwarded", &format!("for=198.51.100.1, {long_escaped}"))]
+            ),
+            ip("10.0.0.1")
+        );
     }
 
     #[test]

@@ -17,9 +17,9 @@
 //! a client wrote further left is read. The fallback, for every input that
 //! is not plainly an address (garbage, `unknown`, `_obfuscated`, an empty
 //! element, bytes that are not UTF-8, a port out of range, an unclosed
-//! bracket or quote, more than 32 hops, a second line of a single-address
-//! header): the key is the last trusted hop reached, the peer if none.
-//! Never an address a client chose.
+//! bracket or quote, a `for=` value over 128 bytes, more than 32 hops, a
+//! second line of a single-address header): the key is the last trusted
+//! hop reached, the peer if none. Never an address a client chose.
 //!
 //! `header.rs` is the choice of header, `walk.rs` the walk and the
 //! single-address rule, `address.rs` and `forwarded.rs` the syntax of a hop,
@@ -71,8 +71,9 @@ pub struct PeerAddr(pub SocketAddr);
 /// * A hop that is not an address (garbage, `unknown`, an obfuscated
 ///   `_identifier`, an empty element, bytes that are not UTF-8, a port over
 ///   65535, an unclosed bracket, a `Forwarded` line with an unclosed quoted
-///   string or an element with no `for=`): the walk ends, and the key is the
-///   last trusted hop reached (the peer if none).
+///   string, an element with no `for=` or a `for=` value over 128 bytes):
+///   the walk ends, and the key is the last trusted hop reached (the peer if
+///   none).
 /// * More than 32 hops: the walk stops there the same way.
 /// * A single-address header ([`ProxyHeader::XRealIp`],
 ///   [`ProxyHeader::Custom`]) missing, holding anything but one address, or
