@@ -170,8 +170,14 @@ fn through_the_proxies(
     request
 }
 
+/// The key for `request` with `name` configured, as the exact address
+/// (`ipv6_prefix(128)`): this file checks which address the walk picks, and
+/// an IPv6 client's default /64 key would hide a pick inside the true
+/// client's /64 (the /64 key is tested in `http_client_ip_attacks.rs`).
 fn key(name: &'static str, request: &Request<()>) -> IpAddr {
     ClientIp::behind(TrustedProxies::new([TRUSTED]).unwrap(), proxy_header(name))
+        .ipv6_prefix(128)
+        .unwrap()
         .extract(&RequestHead::of(request))
         .unwrap()
 }

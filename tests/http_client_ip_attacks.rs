@@ -52,8 +52,16 @@ fn request(peer: &str, headers: &[(&str, &[u8])]) -> Request<()> {
     request
 }
 
-fn behind(header: ProxyHeader) -> ClientIp {
+/// `ClientIp::behind` as deployed: an IPv6 client keyed by its /64.
+fn behind_by_default(header: ProxyHeader) -> ClientIp {
     ClientIp::behind(TrustedProxies::new([TRUSTED]).unwrap(), header)
+}
+
+/// `ClientIp::behind` keyed by the exact address (`ipv6_prefix(128)`), for
+/// the tests of which address is read: a /64 key would hide a wrong pick
+/// inside the true client's /64 (`[2001:db8::66]` for `2001:db8::50`).
+fn behind(header: ProxyHeader) -> ClientIp {
+    behind_by_default(header).ipv6_prefix(128).unwrap()
 }
 
 /// The key `extractor` gives a request from `peer` with `headers`.
@@ -82,7 +90,9 @@ fn ok_service() -> impl tower::Service<
 }
 
 // ---------------------------------------------------------------------------
-// Findings: these fail against the current code.
+// Findings, fixed: these failed before `ClientIp` keyed IPv6 clients by
+// their /64, before mapped ranges were read as IPv4 ones, and before
+// `Forwarded` stopped copying escaped values.
 
 /// An IPv6 client holds a /64 (every residential and cloud IPv6 customer
 /// does) and picks its own interface identifier: 2^64 addresses, all its
@@ -104,12 +114,39 @@ fn an_ipv6_client_has_one_key_for_its_whole_slash_64() {
 
     let via_proxy: Vec<IpAddr> = addresses
         .iter()
-        .map(|address| xff(&[("x-forwarded-for", address.as_bytes())]))
+        .map(|address| {
+            key_of(
+                &behind_by_default(ProxyHeader::XForwardedFor),
+                PEER,
+                &[("x-forwarded-for", address.as_bytes())],
+            )
+        })
         .collect();
     assert_eq!(
         via_proxy[0], via_proxy[1],
         "ClientIp::behind(.., XForwardedFor)"
     );
+}
+
+/// The /64 key does not merge neighbours: the next /64 is another client,
+/// unless the operator says its clients hold /56s; and `ipv6_prefix(128)`
+/// brings back one key per address.
+#[test]
+fn an_ipv6_client_in_the_next_slash_64_is_another_key() {
+    let key = |extractor: &ClientIp, address: &str| {
+        extractor
+            .extract(&RequestHead::of(&request(address, &[])))
+            .unwrap()
+    };
+    let (one, next) = ("2001:db8:1:2::1", "2001:db8:1:3::1");
+    let per_64 = ClientIp::peer();
+    assert_ne!(key(&per_64, one), key(&per_64, next));
+    assert_eq!(key(&per_64, one), ip("2001:db8:1:2::"));
+    let per_56 = ClientIp::peer().ipv6_prefix(56).unwrap();
+    assert_eq!(key(&per_56, one), key(&per_56, next));
+    assert_ne!(key(&per_56, one), key(&per_56, "2001:db8:1:100::1"));
+    let exact = ClientIp::peer().ipv6_prefix(128).unwrap();
+    assert_ne!(key(&exact, one), key(&exact, "2001:db8:1:2::2"));
 }
 
 /// The same through `RateLimitLayer`: once limited, the client moves to
@@ -539,7 +576,7 @@ async fn naming_a_victim_everywhere_never_spends_the_victims_budget() {
         .build()
         .unwrap();
     let service = RateLimitLayer::new(per_ip)
-        .key(behind(ProxyHeader::XForwardedFor))
+        .key(behind_by_default(ProxyHeader::XForwardedFor))
         .layer(ok_service());
     let xff_line = format!("{victim}, {victim}:80, [::ffff:{victim}]:1, {victim}, {attacker}");
     let forwarded_line = format!("for={victim}, for=\"[::ffff:{victim}]\"");

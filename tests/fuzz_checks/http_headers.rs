@@ -126,7 +126,6 @@ fn client_ip(input: &mut Input) {
         "x-real-ip" => ProxyHeader::XRealIp,
         custom => ProxyHeader::Custom(HeaderName::from_static(custom)),
     };
-    let extractor = ClientIp::behind(trusted.clone(), header);
     let mut request = Request::get("/").body(()).unwrap();
     for _ in 0..input.u8() % 6 {
         let name = input.pick(names);
@@ -142,14 +141,30 @@ fn client_ip(input: &mut Input) {
         request
     };
     let request = with_peer(request);
+    let ipv6_prefix = 1 + input.u8() % 128;
+    let extractor = ClientIp::behind(trusted.clone(), header)
+        .ipv6_prefix(ipv6_prefix)
+        .expect("1 to 128 bits");
     let client = extractor
         .extract(&RequestHead::of(&request))
         .expect("a request with a peer has a client address");
     let peer = peer.to_canonical();
     if !trusted.contains(peer) {
         assert_eq!(
-            client, peer,
+            client,
+            network(peer, ipv6_prefix),
             "an untrusted peer's forwarding headers were believed"
+        );
+    }
+    if let IpAddr::V6(v6) = client {
+        assert!(
+            v6.to_ipv4_mapped().is_none(),
+            "a mapped address was keyed as IPv6"
+        );
+        assert_eq!(
+            client,
+            network(client, ipv6_prefix),
+            "an IPv6 key longer than /{ipv6_prefix}"
         );
     }
     let mut only_configured = Request::get("/").body(()).unwrap();
@@ -165,8 +180,20 @@ fn client_ip(input: &mut Input) {
     );
     assert_eq!(
         ClientIp::peer().extract(&RequestHead::of(&request)),
-        Some(peer)
+        Some(network(peer, 64))
     );
+}
+
+/// `ip`'s first `bits` bits if it is IPv6; an IPv4 address as it is.
+fn network(ip: IpAddr, bits: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let host_bits = 128 - u32::from(bits);
+            let network = u128::from(v6) >> host_bits << host_bits;
+            IpAddr::V6(Ipv6Addr::from(network))
+        }
+    }
 }
 
 thread_local! {
