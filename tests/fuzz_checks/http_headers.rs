@@ -5,8 +5,9 @@
 //! fields [`RateLimitLayer`] writes.
 //!
 //! Beyond "no panic", each part checks the rule that makes it safe: a
-//! forwarding header counts only when the peer is a trusted proxy, and no
-//! header but the configured one ever changes the key; a response the RFC
+//! forwarding header counts only when the peer is a trusted proxy, no
+//! header but the configured one ever changes the key, and an IPv6 key is
+//! never longer than the configured prefix; a response the RFC
 //! forbids sharing (`no-store`, `private`, `Set-Cookie`) is never served to
 //! a second request; a 304 answers only a conditional request; the
 //! `RateLimit` fields are well-formed structured fields.
