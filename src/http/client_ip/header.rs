@@ -45,6 +45,36 @@ static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 /// works, as long as it is the only one configured and
 /// [`TrustedProxies`] holds the ranges they connect from.
 ///
+/// **Settings under which the client writes the header.** The rightmost
+/// address is then the client's own words, and reading it lets every
+/// client pick its key. Change the setting, or configure a header the
+/// proxy does write:
+///
+/// * HAProxy `option forwardfor if-none` adds `X-Forwarded-For` only to a
+///   request that has none, so a client that sends one gets it through as
+///   written.
+/// * HAProxy `option forwardfor except <network>` adds nothing for a
+///   client connecting from `<network>`, whose own header goes through.
+/// * AWS Application Load Balancer with
+///   `routing.http.xff_header_processing.mode` set to `preserve` passes the
+///   header on unchanged.
+/// * Envoy with `use_remote_address: false` (its default) or
+///   `skip_xff_append: true` does not append the peer: the header reaches
+///   the server as Envoy received it. Behind another proxy that appends,
+///   its last address is that proxy's doing and reads right; with Envoy at
+///   the edge, it is the client's.
+///
+/// **Settings under which every client shares one key.** Not a bypass, but
+/// every client's requests then count against one limit:
+///
+/// * AWS Application Load Balancer with
+///   `routing.http.xff_header_processing.mode` set to `remove` sends no
+///   header, so every client is keyed as the load balancer node it came
+///   through.
+/// * A proxy that writes `for=unknown` or an obfuscated `for=_name` in
+///   `Forwarded` (RFC 7239 §6.2, §6.3) names no address, so the walk stops
+///   at that proxy and every client behind it is keyed as the proxy.
+///
 /// How each kind is read (the peer is always a trusted proxy here; an
 /// untrusted peer is the client whatever it sends):
 ///
