@@ -303,14 +303,40 @@ impl Inner {
         }
     }
 
-    /// How many may be in flight for a new request of `priority` to enter.
+    /// How many may be in flight for a new request of `priority` to enter,
+    /// under `limit` (at least 1): the rule and its table are in the
+    /// [module documentation](super#priorities-at-small-limits).
+    ///
+    /// Shares round down, as at large limits they should (a reserve of
+    /// 20 % of 14 is 2 slots, not 3), but a share that is not zero keeps at
+    /// least one slot wherever the limit leaves one to keep: rounded down
+    /// alone, a 20 % reserve is nothing below a limit of 5, so a limit that
+    /// falls under overload would leave Critical no room of its own just
+    /// when it needs it. Sheddable's cap leaves the two shares together,
+    /// rounded down once: rounding each share down on its own made its cap
+    /// fall as the limit rose (15 at a limit of 19, 14 at 20). So every cap
+    /// is at least 1 (a limit of 1 serves anyone rather than no one but
+    /// Critical), never grows as the priority falls (which the queue's
+    /// serving order relies on) and never falls as the limit rises.
     fn cap(&self, limit: u32, priority: Priority) -> u32 {
-        let share = |fraction: f64| (f64::from(limit) * fraction) as u32;
-        let normal = limit.saturating_sub(share(self.critical_reserve)).max(1);
+        let limit = limit.max(1);
+        // `as` rounds toward zero and saturates: a floor for these values.
+        let floor_of = |share: f64| (f64::from(limit) * share) as u32;
+        let reserve = if self.critical_reserve > 0.0 {
+            floor_of(self.critical_reserve).max(1).min(limit - 1)
+        } else {
+            0
+        };
+        let normal = limit - reserve;
         match priority {
             Priority::Critical => limit,
             Priority::Normal => normal,
-            Priority::Sheddable => normal.saturating_sub(share(self.sheddable_margin)).max(1),
+            Priority::Sheddable if self.sheddable_margin > 0.0 => {
+                let both = floor_of(self.critical_reserve + self.sheddable_margin);
+                let margin = both.saturating_sub(reserve).max(1).min(normal - 1);
+                normal - margin
+            }
+            Priority::Sheddable => normal,
         }
     }
 
