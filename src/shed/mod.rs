@@ -10,8 +10,8 @@
 //! ```text
 //!   try_acquire(priority) ── in_flight < cap(limit, priority)? ──► Permit (RAII)
 //!                          └─ else ──► Rejected { reason, retry_after }
-//!   acquire(priority)     ── same, else wait in a bounded queue until a
-//!                            released slot is handed over or the deadline
+//!   acquire(priority)     ── same, else wait in a bounded queue until room
+//!                            appears (a release, a raised limit) or the deadline
 //!   Permit::record(outcome) ── latency, drop? ──► LimitAlgorithm ──► new limit
 //! ```
 //!
@@ -27,10 +27,15 @@
 //! * **Permits are RAII**: dropping one (a panic, a cancelled future)
 //!   releases its slot; only [`Permit::record`] teaches the limit.
 //! * **A bounded wait queue** ([`ShedderBuilder::queue`], waited on by
-//!   `Shedder::acquire` with the `tokio` feature): each request waits at
-//!   most its deadline; a queue that stays non-empty for 100 ms turns LIFO
-//!   and cuts waits to 5 ms (adaptive LIFO, as Facebook describes it), so
-//!   fresh requests are served and stale ones fail fast.
+//!   `Shedder::acquire` with the `tokio` feature): whenever room appears (a
+//!   permit released, the limit raised), as many waiters as now fit are
+//!   admitted, Critical ones first, before any newcomer, and a released
+//!   slot goes straight to a waiter (the in-flight count never dips); a
+//!   newcomer never overtakes a waiter of its priority or a higher one.
+//!   Each request waits at most its deadline; a queue that stays non-empty
+//!   for 100 ms turns LIFO and cuts waits to 5 ms (adaptive LIFO, as
+//!   Facebook describes it), so fresh requests are served and stale ones
+//!   fail fast.
 //!
 //! ```
 //! use surgeguard::shed::{AdaptiveLimit, Outcome, Priority, Shedder};
@@ -96,10 +101,12 @@
 
 #[cfg(feature = "tokio")]
 mod acquire;
+mod admission;
 mod builder;
 mod limit;
 mod queue;
 mod shedder;
+mod sync;
 
 pub use builder::{BuildError, ShedderBuilder};
 pub use limit::{AdaptiveLimit, LimitAlgorithm, Sample};

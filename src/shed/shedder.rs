@@ -1,16 +1,19 @@
-//! The shedder: admission by compare-and-swap on the in-flight count, RAII
-//! permits, and the limit algorithm fed by completed permits.
+//! The shedder: its state, the cap of each priority, RAII permits, and the
+//! limit algorithm fed by completed permits. Who gets a slot, a newcomer or
+//! a queued waiter, is `admission.rs`'s job.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use super::admission::Slots;
 use super::builder::ShedderBuilder;
 use super::limit::{LimitAlgorithm, Sample};
 use super::queue::WaitQueue;
+use super::sync::AtomicU32;
 use super::Priority;
 use crate::clock::Clock;
 
@@ -38,9 +41,10 @@ pub struct Shedder {
 }
 
 pub(super) struct Inner {
-    in_flight: AtomicU32,
+    /// Requests holding a slot, and whether any wait in the queue.
+    pub(super) slots: Slots,
     /// The algorithm's latest answer, read by every admission.
-    limit: AtomicU32,
+    pub(super) limit: AtomicU32,
     algorithm: Mutex<Box<dyn LimitAlgorithm>>,
     /// Whether the algorithm learns from samples (a fixed limit does not,
     /// so its permits skip reading the clock).
@@ -92,7 +96,7 @@ impl Shedder {
     ) -> Self {
         Shedder {
             inner: Arc::new(Inner {
-                in_flight: AtomicU32::new(0),
+                slots: Slots::new(),
                 limit: AtomicU32::new(algorithm.limit().max(1)),
                 algorithm: Mutex::new(algorithm),
                 learns,
@@ -179,7 +183,7 @@ impl Shedder {
     /// # Ok::<(), surgeguard::shed::BuildError>(())
     /// ```
     pub fn in_flight(&self) -> u32 {
-        self.inner.in_flight.load(Ordering::Relaxed)
+        u32::try_from(self.inner.slots.in_flight()).unwrap_or(u32::MAX)
     }
 
     /// Counters since the shedder was built, and the current limit and
@@ -217,32 +221,12 @@ impl Shedder {
 }
 
 impl Inner {
-    /// Takes a slot for `priority` if its cap allows; counts nothing.
-    pub(super) fn admit(this: &Arc<Inner>, priority: Priority) -> Option<Permit> {
-        let cap = this.cap(this.limit.load(Ordering::Relaxed), priority);
-        let mut in_flight = this.in_flight.load(Ordering::Relaxed);
-        loop {
-            if in_flight >= cap {
-                return None;
-            }
-            match this.in_flight.compare_exchange_weak(
-                in_flight,
-                in_flight + 1,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Some(Inner::permit(this, in_flight + 1)),
-                Err(current) => in_flight = current,
-            }
-        }
-    }
-
     /// Shadow mode: takes a slot whatever the cap says, and counts the
     /// refusal it would have been.
     pub(super) fn admit_in_shadow(this: &Arc<Inner>) -> Permit {
         this.shadow_rejected.fetch_add(1, Ordering::Relaxed);
-        let in_flight = this.in_flight.fetch_add(1, Ordering::Acquire) + 1;
-        Inner::permit(this, in_flight)
+        let in_flight = this.slots.claim_unchecked();
+        Inner::permit(this, u32::try_from(in_flight).unwrap_or(u32::MAX))
     }
 
     /// An info event when the limit has moved by a tenth or more since the
@@ -284,12 +268,6 @@ impl Inner {
         }
     }
 
-    /// Requests in flight now.
-    #[cfg(feature = "tokio")]
-    pub(super) fn in_flight_now(&self) -> u32 {
-        self.in_flight.load(Ordering::Relaxed)
-    }
-
     /// Counts a refusal of `priority` and says what to tell the client.
     pub(super) fn refuse(&self, priority: Priority, reason: RejectReason) -> Rejected {
         self.rejected[priority as usize][reason as usize].fetch_add(1, Ordering::Relaxed);
@@ -318,7 +296,7 @@ impl Inner {
     /// is at least 1 (a limit of 1 serves anyone rather than no one but
     /// Critical), never grows as the priority falls (which the queue's
     /// serving order relies on) and never falls as the limit rises.
-    fn cap(&self, limit: u32, priority: Priority) -> u32 {
+    pub(super) fn cap(&self, limit: u32, priority: Priority) -> u32 {
         let limit = limit.max(1);
         // `as` rounds toward zero and saturates: a floor for these values.
         let floor_of = |share: f64| (f64::from(limit) * share) as u32;
@@ -347,21 +325,6 @@ impl Inner {
         let whole_seconds =
             Duration::from_secs(twice.as_secs() + u64::from(twice.subsec_nanos() > 0));
         whole_seconds.clamp(MIN_RETRY_AFTER, MAX_RETRY_AFTER)
-    }
-
-    /// Gives a slot back: to the wait queue's next waiter that fits, if
-    /// any, else to the pool.
-    pub(super) fn release(&self) {
-        if let Some(queue) = self.queue.as_ref().filter(|queue| queue.len() > 0) {
-            let limit = self.limit.load(Ordering::Relaxed);
-            // The slot being released still counts in `in_flight`.
-            let others = self.in_flight.load(Ordering::Relaxed).saturating_sub(1);
-            let fits = |priority| others < self.cap(limit, priority);
-            if queue.hand_over(self.clock.now().as_nanos(), fits) {
-                return;
-            }
-        }
-        self.in_flight.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -450,7 +413,9 @@ impl Permit {
         inner.limit.store(limit.max(1), Ordering::Relaxed);
         #[cfg(feature = "tracing")]
         inner.log_limit(limit.max(1));
-        // `self` drops here, releasing the slot.
+        // `self` drops here, releasing the slot; the release serves queued
+        // waiters by the limit just stored, so a raised limit admits as
+        // many as now fit.
     }
 
     /// Requests in flight when this one was admitted, itself included.
