@@ -1,7 +1,8 @@
 //! Room appearing in the shedder (feature `tokio`): a raised limit or a
 //! release admits as many queued waiters as now fit, in the queue's order
-//! and before any newcomer; a lowered limit admits nobody past its cap.
-//! Futures are polled by hand on a `ManualClock`: nothing sleeps.
+//! and before any newcomer; a lowered limit admits nobody past its cap; a
+//! full queue makes way for a more important request. Futures are polled
+//! by hand on a `ManualClock`: nothing sleeps.
 #![cfg(feature = "tokio")]
 
 use std::future::Future;
@@ -237,6 +238,48 @@ async fn a_waiter_whose_deadline_passes_without_room_still_gets_deadline() {
         panic!("past its deadline");
     };
     assert_eq!(rejected.reason(), RejectReason::Deadline);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_queue_turns_away_its_least_important_waiter_for_a_critical_request() {
+    let clock = ManualClock::new();
+    let shedder = Shedder::builder()
+        .max_concurrency(1)
+        .queue(2, Duration::from_millis(800))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let held = shedder.try_acquire(Priority::Critical).unwrap();
+    let mut sheddable = queue_up(&shedder, Priority::Sheddable, 1);
+    let mut normal = queue_up(&shedder, Priority::Normal, 1);
+
+    // Full: a checkout takes the place of the browsing request.
+    let mut first_checkout = queue_up(&shedder, Priority::Critical, 1);
+    let Poll::Ready(Err(displaced)) = poll_once(&mut sheddable[0]) else {
+        panic!("the Sheddable waiter should have been turned away");
+    };
+    assert_eq!(displaced.reason(), RejectReason::QueueFull);
+    // Then of the Normal one.
+    let mut second_checkout = queue_up(&shedder, Priority::Critical, 1);
+    assert!(matches!(poll_once(&mut normal[0]), Poll::Ready(Err(_))));
+    // A queue of checkouts only refuses the next one, and never turns a
+    // waiter away for a request of its own priority or a lower one.
+    for priority in [Priority::Critical, Priority::Normal, Priority::Sheddable] {
+        let refused = shedder.acquire(priority).await.unwrap_err();
+        assert_eq!(refused.reason(), RejectReason::QueueFull);
+    }
+    let stats = shedder.stats();
+    assert_eq!(stats.queued, 2);
+    assert_eq!(
+        stats.rejected(Priority::Sheddable, RejectReason::QueueFull),
+        2
+    );
+    assert_eq!(stats.rejected(Priority::Normal, RejectReason::QueueFull), 2);
+    drop(held);
+    let Poll::Ready(Ok(_checkout)) = poll_once(&mut first_checkout[0]) else {
+        panic!("the first checkout is served");
+    };
+    assert!(poll_once(&mut second_checkout[0]).is_pending());
 }
 
 #[tokio::test(start_paused = true)]

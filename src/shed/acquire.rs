@@ -106,6 +106,7 @@ impl Queued {
                 let in_flight = self.waiter.granted_in_flight();
                 return Ok(Inner::permit(&self.inner, in_flight));
             }
+            WaitState::Displaced => RejectReason::QueueFull,
             WaitState::Expired | WaitState::Waiting => RejectReason::Deadline,
         };
         Err(self.inner.refuse(self.waiter.priority, reason))

@@ -35,7 +35,8 @@
 //!   Each request waits at most its deadline; a queue that stays non-empty
 //!   for 100 ms turns LIFO and cuts waits to 5 ms (adaptive LIFO, as
 //!   Facebook describes it), so fresh requests are served and stale ones
-//!   fail fast.
+//!   fail fast. A full queue turns away its least important waiter to make
+//!   room for a request that outranks it.
 //!
 //! ```
 //! use surgeguard::shed::{AdaptiveLimit, Outcome, Priority, Shedder};

@@ -15,6 +15,11 @@
 //! of a line does not fit, nobody after it does (the caps shrink with
 //! priority), so serving stops there.
 //!
+//! **A full queue makes way for a more important request**: it turns away
+//! its least important waiter (the one that would be served last) rather
+//! than a request that outranks it, so a queue full of browsing cannot
+//! refuse a checkout.
+//!
 //! **Adaptive LIFO** (Maurer, "Fail at Scale", ACM Queue 2015, which applies
 //! CoDel's idea to request queues): a queue that has not been empty for the
 //! last 100 ms is a standing queue, not a burst. Then the queue serves the
@@ -48,6 +53,9 @@ pub(crate) enum WaitState {
     Granted,
     /// Taken out of the queue past its deadline.
     Expired,
+    /// Turned away from a full queue to make room for a more important
+    /// request.
+    Displaced,
 }
 
 /// One queued request.
@@ -200,9 +208,11 @@ impl LockedQueue<'_> {
         self.state.is_empty()
     }
 
-    /// Queues a request of `priority` at `now`; `None` if the queue is full.
+    /// Queues a request of `priority` at `now`. A full queue turns away its
+    /// least important waiter if that one is of a lower priority; `None`
+    /// if it holds none (the request is refused).
     pub(crate) fn push(&mut self, priority: Priority, now: u64) -> Option<Arc<Waiter>> {
-        if self.state.len() >= self.queue.capacity {
+        if self.state.len() >= self.queue.capacity && !self.displace_below(priority, now) {
             return None;
         }
         if self.state.is_empty() {
@@ -220,6 +230,26 @@ impl LockedQueue<'_> {
         self.state.lines[lane(priority)].push_back(Arc::clone(&waiter));
         self.note_len(now);
         Some(waiter)
+    }
+
+    /// Turns away the waiter that would be served last among those of a
+    /// priority below `priority`; whether there was one.
+    fn displace_below(&mut self, priority: Priority, now: u64) -> bool {
+        let standing = self.state.is_standing(now);
+        let lesser = &mut self.state.lines[lane(priority) + 1..];
+        let Some(line) = lesser.iter_mut().rev().find(|line| !line.is_empty()) else {
+            return false;
+        };
+        // Served last: the newest in a FIFO line, the oldest in a LIFO one.
+        let displaced = if standing {
+            line.pop_front()
+        } else {
+            line.pop_back()
+        };
+        if let Some(displaced) = displaced {
+            displaced.settle(WaitState::Displaced, 0);
+        }
+        true
     }
 
     /// Room has appeared at `now`: grants waiters in the queue's order
@@ -266,7 +296,7 @@ impl LockedQueue<'_> {
     /// was cancelled). Returns its final state: `Granted` means it owns a
     /// slot the caller must use or release.
     pub(crate) fn leave(&mut self, waiter: &Arc<Waiter>, now: u64) -> WaitState {
-        // Under the queue lock nobody can grant it meanwhile.
+        // Under the queue lock nobody can grant or displace it meanwhile.
         let state = waiter.state();
         if state == WaitState::Waiting {
             let line = &mut self.state.lines[lane(waiter.priority)];

@@ -457,7 +457,8 @@ impl fmt::Debug for Permit {
 pub enum RejectReason {
     /// As many requests of its priority as the limit allows are running.
     LimitReached,
-    /// The limit is full and so is the wait queue.
+    /// The limit is full and so is the wait queue; or it waited in the
+    /// queue and was turned away to make room for a more important request.
     QueueFull,
     /// It waited in the queue until its deadline.
     Deadline,
