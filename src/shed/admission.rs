@@ -165,14 +165,22 @@ impl Inner {
         match this.slots.claim_unless_waiting(cap) {
             Ok(in_flight) => Some(Inner::permit(this, narrow(in_flight))),
             Err(Busy::Full) => None,
-            Err(Busy::Waiters) => {
-                let queue = this.queue.as_ref()?;
-                let mut locked = queue.lock();
-                this.serve(&mut locked, false, this.clock.now().as_nanos());
-                let in_flight = this.slots.claim(this.cap_now(priority))?;
-                Some(Inner::permit(this, narrow(in_flight)))
-            }
+            Err(Busy::Waiters) => Inner::admit_behind_waiters(this, priority),
         }
+    }
+
+    /// A newcomer that found waiters queued: serves those that fit, then
+    /// claims what they left. Out of line, so the uncontended path stays
+    /// small.
+    #[cold]
+    #[inline(never)]
+    fn admit_behind_waiters(this: &Arc<Inner>, priority: Priority) -> Option<Permit> {
+        let queue = this.queue.as_ref()?;
+        let mut locked = queue.lock();
+        this.serve(&mut locked, false, this.clock.now().as_nanos());
+        let in_flight = this.slots.claim(this.cap_now(priority))?;
+        drop(locked);
+        Some(Inner::permit(this, narrow(in_flight)))
     }
 
     /// A newcomer that may wait: a permit now, or a place in `queue`
@@ -224,15 +232,24 @@ impl Inner {
             return;
         };
         if self.slots.waiters() {
-            let mut locked = queue.lock();
-            if !self.serve(&mut locked, true, self.clock.now().as_nanos()) {
-                // Freed under the lock: whoever queues next sees the slot.
-                self.slots.free();
-            }
+            self.release_to_waiters(queue, true);
         } else if self.slots.free() {
             // A waiter queued as the slot was freed.
-            let mut locked = queue.lock();
-            self.serve(&mut locked, false, self.clock.now().as_nanos());
+            self.release_to_waiters(queue, false);
+        }
+    }
+
+    /// A release that found waiters queued: serves them, `holding` the
+    /// slot being released (handed over, or freed if nobody fits) or not
+    /// (already freed). Out of line, so the uncontended path stays small.
+    #[cold]
+    #[inline(never)]
+    fn release_to_waiters(&self, queue: &WaitQueue, holding: bool) {
+        let mut locked = queue.lock();
+        let handed_over = self.serve(&mut locked, holding, self.clock.now().as_nanos());
+        if holding && !handed_over {
+            // Freed under the lock: whoever queues next sees the slot.
+            self.slots.free();
         }
     }
 
@@ -242,11 +259,10 @@ impl Inner {
     /// answer says whether one did. Leaves the [`WAITERS`] bit saying
     /// whether anyone still waits.
     fn serve(&self, locked: &mut LockedQueue<'_>, holding: bool, now: u64) -> bool {
-        let limit = self.limit.load(Ordering::Relaxed);
         let mut holding = holding;
         let mut handed_over = false;
         locked.serve(now, |priority| {
-            let cap = u64::from(self.cap(limit, priority));
+            let cap = self.cap_now(priority);
             if holding {
                 // Only one chance: if the releasing slot does not fit the
                 // next waiter, the caller frees it and nobody else fits.
@@ -265,7 +281,7 @@ impl Inner {
     }
 
     fn cap_now(&self, priority: Priority) -> u64 {
-        u64::from(self.cap(self.limit.load(Ordering::Relaxed), priority))
+        u64::from(self.cap(priority))
     }
 }
 
@@ -338,8 +354,8 @@ mod loom_model {
             let raiser = {
                 let inner = Arc::clone(inner);
                 loom::thread::spawn(move || {
-                    // What `Permit::record` does: store the limit, release.
-                    inner.limit.store(3, Ordering::Relaxed);
+                    // What `Permit::record` does: set the limit, release.
+                    inner.set_limit(3);
                     drop(held);
                 })
             };

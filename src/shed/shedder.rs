@@ -43,8 +43,10 @@ pub struct Shedder {
 pub(super) struct Inner {
     /// Requests holding a slot, and whether any wait in the queue.
     pub(super) slots: Slots,
-    /// The algorithm's latest answer, read by every admission.
-    pub(super) limit: AtomicU32,
+    /// The cap of each priority (by `Priority as usize`; Critical's is the
+    /// limit itself) under the algorithm's latest answer, worked out when
+    /// the limit changes so that an admission reads its cap in one load.
+    caps: [AtomicU32; 3],
     algorithm: Mutex<Box<dyn LimitAlgorithm>>,
     /// Whether the algorithm learns from samples (a fixed limit does not,
     /// so its permits skip reading the clock).
@@ -94,27 +96,30 @@ impl Shedder {
         shadow: bool,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let initial = algorithm.limit();
+        let inner = Inner {
+            slots: Slots::new(),
+            caps: Default::default(),
+            algorithm: Mutex::new(algorithm),
+            learns,
+            critical_reserve,
+            sheddable_margin,
+            clock,
+            latency: AtomicU64::new(0),
+            queue,
+            rejected: Default::default(),
+            shadow,
+            shadow_rejected: AtomicU64::new(0),
+            #[cfg(feature = "tracing")]
+            shed_events: crate::events::EventGate::new(),
+            #[cfg(feature = "tracing")]
+            limit_events: crate::events::EventGate::new(),
+            #[cfg(feature = "tracing")]
+            logged_limit: AtomicU32::new(0),
+        };
+        inner.set_limit(initial);
         Shedder {
-            inner: Arc::new(Inner {
-                slots: Slots::new(),
-                limit: AtomicU32::new(algorithm.limit().max(1)),
-                algorithm: Mutex::new(algorithm),
-                learns,
-                critical_reserve,
-                sheddable_margin,
-                clock,
-                latency: AtomicU64::new(0),
-                queue,
-                rejected: Default::default(),
-                shadow,
-                shadow_rejected: AtomicU64::new(0),
-                #[cfg(feature = "tracing")]
-                shed_events: crate::events::EventGate::new(),
-                #[cfg(feature = "tracing")]
-                limit_events: crate::events::EventGate::new(),
-                #[cfg(feature = "tracing")]
-                logged_limit: AtomicU32::new(0),
-            }),
+            inner: Arc::new(inner),
         }
     }
 
@@ -170,7 +175,7 @@ impl Shedder {
     /// # Ok::<(), surgeguard::shed::BuildError>(())
     /// ```
     pub fn limit(&self) -> u32 {
-        self.inner.limit.load(Ordering::Relaxed)
+        self.inner.cap(Priority::Critical)
     }
 
     /// Requests holding a permit now.
@@ -281,7 +286,29 @@ impl Inner {
         }
     }
 
-    /// How many may be in flight for a new request of `priority` to enter,
+    /// How many may be in flight for a new request of `priority` to enter
+    /// now.
+    pub(super) fn cap(&self, priority: Priority) -> u32 {
+        self.caps[priority as usize].load(Ordering::Relaxed)
+    }
+
+    /// Takes a new limit (at least 1): works out each priority's cap.
+    /// Whoever changes the limit then releases a slot (the end of
+    /// [`Permit::record`]), which serves the queue by the new caps.
+    pub(super) fn set_limit(&self, limit: u32) {
+        let limit = limit.max(1);
+        if self.cap(Priority::Critical) == limit {
+            // The caps stored with it are this limit's: every change goes
+            // through here, under the algorithm's lock.
+            return;
+        }
+        for priority in [Priority::Sheddable, Priority::Normal, Priority::Critical] {
+            let cap = self.cap_under(limit, priority);
+            self.caps[priority as usize].store(cap, Ordering::Relaxed);
+        }
+    }
+
+    /// How many may be in flight for a new request of `priority` to enter
     /// under `limit` (at least 1): the rule and its table are in the
     /// [module documentation](super#priorities-at-small-limits).
     ///
@@ -296,7 +323,7 @@ impl Inner {
     /// is at least 1 (a limit of 1 serves anyone rather than no one but
     /// Critical), never grows as the priority falls (which the queue's
     /// serving order relies on) and never falls as the limit rises.
-    pub(super) fn cap(&self, limit: u32, priority: Priority) -> u32 {
+    fn cap_under(&self, limit: u32, priority: Priority) -> u32 {
         let limit = limit.max(1);
         // `as` rounds toward zero and saturates: a floor for these values.
         let floor_of = |share: f64| (f64::from(limit) * share) as u32;
@@ -405,12 +432,16 @@ impl Permit {
             smoothed - smoothed / 8 + latency / 8
         };
         inner.latency.store(next, Ordering::Relaxed);
-        let limit = inner.algorithm.lock().update(Sample {
+        let mut algorithm = inner.algorithm.lock();
+        let limit = algorithm.update(Sample {
             latency: Duration::from_nanos(latency),
             in_flight: self.in_flight,
             dropped: outcome == Outcome::Dropped,
         });
-        inner.limit.store(limit.max(1), Ordering::Relaxed);
+        // Under the algorithm's lock, so that the caps of the last update
+        // are the ones that stay.
+        inner.set_limit(limit);
+        drop(algorithm);
         #[cfg(feature = "tracing")]
         inner.log_limit(limit.max(1));
         // `self` drops here, releasing the slot; the release serves queued
