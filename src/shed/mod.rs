@@ -30,8 +30,8 @@
 //!   `Shedder::acquire` with the `tokio` feature): whenever room appears (a
 //!   permit released, the limit raised), as many waiters as now fit are
 //!   admitted, Critical ones first, before any newcomer, and a released
-//!   slot goes straight to a waiter (the in-flight count never dips); a
-//!   newcomer never overtakes a waiter of its priority or a higher one.
+//!   slot goes straight to a waiter; a newcomer never overtakes a waiter
+//!   of its priority or a higher one.
 //!   Each request waits at most its deadline; a queue that stays non-empty
 //!   for 100 ms turns LIFO and cuts waits to 5 ms (adaptive LIFO, as
 //!   Facebook describes it), so fresh requests are served and stale ones
@@ -78,7 +78,10 @@
 //! `floor(L × m)` are 1 or more (with the default shares, from a limit of
 //! 10 up) the caps are the nominal shares rounded down, `L - floor(L × r)`
 //! and `L - floor(L × (r + m))`: what is held back is never more than the
-//! nominal 20 % and 30 %. With the default shares:
+//! nominal 20 % and 30 %. The price of the small-limit rule: a limit that
+//! has collapsed to a few requests keeps one of them for Critical even
+//! when none comes (`critical_reserve(0.0)` gives it away). With the
+//! default shares:
 //!
 //! | limit     | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10 | 20 | 50 | 100 | 1,000 |
 //! |-----------|---|---|---|---|---|---|---|---|---|----|----|----|-----|-------|
