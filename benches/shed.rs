@@ -1,9 +1,11 @@
 //! The cost of admission, uncontended and from two threads at once (by
 //! default), at two levels:
 //!
-//! * **Acquire and release a permit**: surgeguard's shedder (fixed limit, and
-//!   the Gradient limit learning from every permit) against tokio's
-//!   `Semaphore`, which `tower::limit::ConcurrencyLimit` is built on.
+//! * **Acquire and release a permit**: surgeguard's shedder (fixed limit;
+//!   fixed limit with an empty wait queue, where a newcomer and a release
+//!   also look at the queue; and the Gradient limit learning from every
+//!   permit) against tokio's `Semaphore`, which
+//!   `tower::limit::ConcurrencyLimit` is built on.
 //! * **One call through a service** (`service_*`): `ConcurrencyLimit` itself
 //!   against surgeguard's `LoadShedLayer`, each in front of the same trivial
 //!   HTTP service and called with `ready()` then `call()`; `service_bare` is
@@ -100,6 +102,11 @@ where
 
 fn acquire_release(c: &mut Criterion) {
     let fixed = Shedder::builder().max_concurrency(1_000).build().unwrap();
+    let queued = Shedder::builder()
+        .max_concurrency(1_000)
+        .queue(1_000, Duration::from_millis(50))
+        .build()
+        .unwrap();
     let gradient = || AdaptiveLimit::gradient().min(1_000).max(2_000);
     let adaptive = Shedder::builder().limit(gradient()).build().unwrap();
     let semaphore = Arc::new(Semaphore::new(1_000));
@@ -113,6 +120,14 @@ fn acquire_release(c: &mut Criterion) {
         group.bench_function("surgeguard_fixed", |b| {
             b.iter_custom(|iters| {
                 per_thread(vec![&fixed; threads], iters, |shedder| {
+                    let permit = shedder.try_acquire(Priority::Normal).expect("room");
+                    drop(permit);
+                })
+            })
+        });
+        group.bench_function("surgeguard_fixed_queue", |b| {
+            b.iter_custom(|iters| {
+                per_thread(vec![&queued; threads], iters, |shedder| {
                     let permit = shedder.try_acquire(Priority::Normal).expect("room");
                     drop(permit);
                 })

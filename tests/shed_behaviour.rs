@@ -20,15 +20,24 @@ fn public_types_are_send_and_sync() {
     assert_send_sync::<Rejected>();
 }
 
-/// How many may be in flight for a new request of each priority to enter:
-/// Critical the whole limit, Normal all but `floor(20 %)`, Sheddable a
-/// further `floor(10 %)`, each at least 1.
+/// How many may be in flight for a new request of each priority to enter
+/// (the documented rule, with the default shares): Critical the whole
+/// limit; Normal all but `max(1, floor(20 %))` slots; Sheddable all but
+/// `floor(30 %)`, and at least one fewer than Normal; neither takes a
+/// priority's last slot.
 fn model_cap(limit: u32, priority: Priority) -> u32 {
-    let normal = (limit - limit / 5).max(1);
+    let reserve = (limit / 5).max(1).min(limit - 1);
+    let normal = limit - reserve;
     match priority {
         Priority::Critical => limit,
         Priority::Normal => normal,
-        Priority::Sheddable => normal.saturating_sub(limit / 10).max(1),
+        Priority::Sheddable => {
+            normal
+                - (limit * 3 / 10)
+                    .saturating_sub(reserve)
+                    .max(1)
+                    .min(normal - 1)
+        }
     }
 }
 

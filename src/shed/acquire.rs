@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use super::admission::Admission;
 use super::queue::{WaitState, Waiter};
 use super::shedder::{Inner, Permit, RejectReason, Rejected, Shedder};
 use super::Priority;
@@ -15,10 +16,12 @@ use super::Priority;
 impl Shedder {
     /// Admits a request of `priority`, waiting in the queue (if one is
     /// configured with [`ShedderBuilder::queue`](super::ShedderBuilder::queue))
-    /// until a slot frees up or the wait's deadline passes. Without a queue
-    /// it is [`try_acquire`](Self::try_acquire). Dropping the future (a
-    /// cancelled request) leaves the queue, and gives back a slot handed to
-    /// it meanwhile.
+    /// until it is granted a slot or the wait's deadline passes. Whenever
+    /// room appears (a permit released, the limit raised), as many waiters
+    /// as now fit are granted, in the queue's order, before any newcomer.
+    /// Without a queue it is [`try_acquire`](Self::try_acquire). Dropping
+    /// the future (a cancelled request) leaves the queue, and gives back a
+    /// slot granted to it meanwhile.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -44,41 +47,26 @@ impl Shedder {
         let Some(queue) = inner.queue.as_ref().filter(|_| !inner.is_shadow()) else {
             return self.try_acquire(priority);
         };
-        if let Some(permit) = Inner::admit(inner, priority) {
-            return Ok(permit);
-        }
-        let Some(waiter) = queue.push(priority, inner.clock.now().as_nanos()) else {
-            return Err(inner.refuse(priority, RejectReason::QueueFull));
+        let waiter = match Inner::admit_or_queue(inner, queue, priority)? {
+            Admission::Now(permit) => return Ok(permit),
+            Admission::Queued(waiter) => waiter,
         };
         let mut queued = Queued {
             inner: Arc::clone(inner),
             waiter,
             settled: false,
         };
-        // A slot may have freed up between the refusal and the push, with
-        // no waiter to hand it to: take it directly.
-        if let Some(permit) = Inner::admit(inner, priority) {
-            if queued.leave() == WaitState::Granted {
-                // Handed a slot meanwhile as well: one is enough.
-                inner.release();
-            }
-            queued.settled = true;
-            return Ok(permit);
-        }
         let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
         poll_fn(|cx| loop {
             match queued.waiter.register(cx.waker()) {
-                WaitState::Granted => return Poll::Ready(Ok(queued.take_slot())),
-                WaitState::Expired => return Poll::Ready(Err(queued.expire())),
                 WaitState::Waiting => {}
+                settled => return Poll::Ready(queued.settle(settled)),
             }
             let now = inner.clock.now().as_nanos();
             let deadline = queue.deadline(&queued.waiter, now);
             if now >= deadline {
-                return Poll::Ready(match queued.leave() {
-                    WaitState::Granted => Ok(queued.take_slot()),
-                    _ => Err(queued.expire()),
-                });
+                let settled = queued.leave();
+                return Poll::Ready(queued.settle(settled));
             }
             // Sleep until the deadline as the clock sees it now; a clock
             // that moves differently (a manual one) is re-read on waking.
@@ -94,7 +82,7 @@ impl Shedder {
 }
 
 /// A request in the queue; leaving it (or being dropped) takes it out, and
-/// gives back a slot it was handed but never used.
+/// gives back a slot it was granted but never used.
 struct Queued {
     inner: Arc<Inner>,
     waiter: Arc<Waiter>,
@@ -103,27 +91,25 @@ struct Queued {
 
 impl Queued {
     /// Takes the waiter out of the queue; returns its final state.
+    /// `Granted` means it holds a slot: the caller turns it into a permit
+    /// (`settle`), or `drop` releases it.
     fn leave(&mut self) -> WaitState {
-        let Some(queue) = &self.inner.queue else {
-            return WaitState::Expired;
+        self.inner.leave_queue(&self.waiter)
+    }
+
+    /// What the wait came to, once it is out of the queue: the slot granted
+    /// to it as a permit, or a refusal.
+    fn settle(&mut self, state: WaitState) -> Result<Permit, Rejected> {
+        self.settled = true;
+        let reason = match state {
+            WaitState::Granted => {
+                let in_flight = self.waiter.granted_in_flight();
+                return Ok(Inner::permit(&self.inner, in_flight));
+            }
+            WaitState::Displaced => RejectReason::QueueFull,
+            WaitState::Expired | WaitState::Waiting => RejectReason::Deadline,
         };
-        // `Granted` means it holds a slot: the caller turns it into a
-        // permit (`take_slot`), or `drop` releases it.
-        queue.leave(&self.waiter, self.inner.clock.now().as_nanos())
-    }
-
-    /// The slot handed to this waiter, as a permit.
-    fn take_slot(&mut self) -> Permit {
-        self.settled = true;
-        let in_flight = self.inner.in_flight_now();
-        Inner::permit(&self.inner, in_flight)
-    }
-
-    /// The waiter's deadline passed: a refusal.
-    fn expire(&mut self) -> Rejected {
-        self.settled = true;
-        self.inner
-            .refuse(self.waiter.priority, RejectReason::Deadline)
+        Err(self.inner.refuse(self.waiter.priority, reason))
     }
 }
 

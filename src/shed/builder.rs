@@ -175,7 +175,10 @@ impl ShedderBuilder {
 
     /// The share of the limit that only Critical requests may use (default
     /// 0.2): Normal and Sheddable requests are refused once in-flight reaches
-    /// `limit - floor(limit × share)`.
+    /// `limit - floor(limit × share)`, and a share that is not zero keeps at
+    /// least one slot from a limit of 2 up (the rule and a table:
+    /// [Priorities at small limits](super#priorities-at-small-limits)).
+    /// 0.0 reserves nothing.
     ///
     /// ```
     /// # use surgeguard::shed::Shedder;
@@ -188,7 +191,11 @@ impl ShedderBuilder {
     }
 
     /// The further share of the limit that Sheddable requests leave to
-    /// Normal ones (default 0.1).
+    /// Normal ones (default 0.1): Sheddable requests are refused once
+    /// in-flight reaches `limit - floor(limit × (critical_reserve + share))`,
+    /// and at least one below Normal's cap from a limit of 3 up
+    /// ([Priorities at small limits](super#priorities-at-small-limits)).
+    /// 0.0 leaves nothing more.
     ///
     /// ```
     /// # use surgeguard::shed::Shedder;

@@ -1,16 +1,24 @@
 //! The bounded wait queue: requests that find the limit full may wait a
 //! little for a slot instead of being refused at once.
 //!
-//! A released permit hands its slot straight to a waiter, so the in-flight
-//! count never dips and a queued request cannot be overtaken by a newcomer.
+//! Whenever room appears, the shedder ([`serve`](LockedQueue::serve))
+//! admits as many waiters as now fit, in the queue's order, before any
+//! newcomer (`admission.rs` says how a newcomer knows to wait its turn).
 //! Each waiter has a deadline (`max_wait`); nobody waits past it.
 //!
 //! **The most important waiter goes first.** Each priority has its own
-//! line; a released slot goes to the first Critical waiter, else the first
-//! Normal one, else the first Sheddable one, provided its priority fits
-//! under the limit. One line would let a Normal waiter that does not fit
-//! (its share of the limit is used up) block a Critical one behind it that
-//! would (it may use the whole limit).
+//! line; room goes to the Critical line first, then the Normal one, then
+//! the Sheddable one, each line in its own order, while the next waiter's
+//! priority fits under the limit. One line would let a Normal waiter that
+//! does not fit (its share of the limit is used up) block a Critical one
+//! behind it that would (it may use the whole limit). Once the next waiter
+//! of a line does not fit, nobody after it does (the caps shrink with
+//! priority), so serving stops there.
+//!
+//! **A full queue makes way for a more important request**: it turns away
+//! its least important waiter (the one that would be served last) rather
+//! than a request that outranks it, so a queue full of browsing cannot
+//! refuse a checkout.
 //!
 //! **Adaptive LIFO** (Maurer, "Fail at Scale", ACM Queue 2015, which applies
 //! CoDel's idea to request queues): a queue that has not been empty for the
@@ -29,8 +37,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Waker;
 
-use parking_lot::Mutex;
-
+use super::sync::{Mutex, MutexGuard};
 use super::Priority;
 
 /// A queue not empty for this long is a standing queue (Maurer's N).
@@ -42,10 +49,13 @@ pub(crate) const STANDING_MAX_WAIT: u64 = 5_000_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WaitState {
     Waiting,
-    /// A released slot was handed to it: it owns one in-flight unit.
+    /// Room was made for it: it owns one in-flight unit.
     Granted,
     /// Taken out of the queue past its deadline.
     Expired,
+    /// Turned away from a full queue to make room for a more important
+    /// request.
+    Displaced,
 }
 
 /// One queued request.
@@ -54,31 +64,45 @@ pub(crate) struct Waiter {
     pub(crate) priority: Priority,
     /// Nanoseconds on the shedder's clock.
     pub(crate) enqueued: u64,
-    state: Mutex<(WaitState, Option<Waker>)>,
+    cell: Mutex<WaitCell>,
+}
+
+#[derive(Debug)]
+struct WaitCell {
+    state: WaitState,
+    waker: Option<Waker>,
+    /// Requests in flight when it was granted, itself included.
+    in_flight: u32,
 }
 
 impl Waiter {
     pub(crate) fn state(&self) -> WaitState {
-        self.state.lock().0
+        self.cell.lock().state
+    }
+
+    /// Requests in flight when it was granted, itself included.
+    pub(crate) fn granted_in_flight(&self) -> u32 {
+        self.cell.lock().in_flight
     }
 
     /// Leaves `waker` to be woken when the state changes; returns the state.
     pub(crate) fn register(&self, waker: &Waker) -> WaitState {
-        let mut state = self.state.lock();
-        if state.0 == WaitState::Waiting {
-            match &mut state.1 {
+        let mut cell = self.cell.lock();
+        if cell.state == WaitState::Waiting {
+            match &mut cell.waker {
                 Some(current) if current.will_wake(waker) => {}
                 slot => *slot = Some(waker.clone()),
             }
         }
-        state.0
+        cell.state
     }
 
-    fn settle(&self, to: WaitState) {
+    fn settle(&self, to: WaitState, in_flight: u32) {
         let waker = {
-            let mut state = self.state.lock();
-            state.0 = to;
-            state.1.take()
+            let mut cell = self.cell.lock();
+            cell.state = to;
+            cell.in_flight = in_flight;
+            cell.waker.take()
         };
         if let Some(waker) = waker {
             waker.wake();
@@ -92,7 +116,7 @@ pub(crate) struct WaitQueue {
     capacity: usize,
     /// Nanoseconds.
     max_wait: u64,
-    /// Waiters queued, readable without the lock (a release checks it).
+    /// Waiters queued, for statistics without the lock.
     len: AtomicUsize,
     inner: Mutex<QueueState>,
 }
@@ -123,6 +147,11 @@ impl QueueState {
     fn is_empty(&self) -> bool {
         self.lines.iter().all(VecDeque::is_empty)
     }
+
+    /// Not empty for over [`STANDING_AFTER`] at `now`.
+    fn is_standing(&self, now: u64) -> bool {
+        !self.is_empty() && now.saturating_sub(self.last_empty) > STANDING_AFTER
+    }
 }
 
 impl WaitQueue {
@@ -138,32 +167,23 @@ impl WaitQueue {
         }
     }
 
+    /// Waiters queued (a snapshot, for statistics).
     pub(crate) fn len(&self) -> usize {
-        self.len.load(Ordering::Acquire)
+        self.len.load(Ordering::Relaxed)
     }
 
-    /// Queues a request of `priority` at `now`; `None` if the queue is full.
-    pub(crate) fn push(&self, priority: Priority, now: u64) -> Option<Arc<Waiter>> {
-        let mut queue = self.inner.lock();
-        if queue.len() >= self.capacity {
-            return None;
+    /// Takes the queue's lock: whoever changes the queue, or decides
+    /// anything from what it holds, holds it.
+    pub(crate) fn lock(&self) -> LockedQueue<'_> {
+        LockedQueue {
+            queue: self,
+            state: self.inner.lock(),
         }
-        if queue.is_empty() {
-            queue.last_empty = now;
-        }
-        let waiter = Arc::new(Waiter {
-            priority,
-            enqueued: now,
-            state: Mutex::new((WaitState::Waiting, None)),
-        });
-        queue.lines[lane(priority)].push_back(Arc::clone(&waiter));
-        self.len.store(queue.len(), Ordering::Release);
-        Some(waiter)
     }
 
     /// When `waiter` must give up, given the queue's state at `now`.
     pub(crate) fn deadline(&self, waiter: &Waiter, now: u64) -> u64 {
-        let standing = self.is_standing(&self.inner.lock(), now);
+        let standing = self.inner.lock().is_standing(now);
         self.deadline_in(waiter, standing)
     }
 
@@ -175,81 +195,125 @@ impl WaitQueue {
         };
         waiter.enqueued.saturating_add(wait)
     }
+}
 
-    fn is_standing(&self, queue: &QueueState, now: u64) -> bool {
-        !queue.is_empty() && now.saturating_sub(queue.last_empty) > STANDING_AFTER
+/// The queue, locked.
+pub(crate) struct LockedQueue<'a> {
+    queue: &'a WaitQueue,
+    state: MutexGuard<'a, QueueState>,
+}
+
+impl LockedQueue<'_> {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.state.is_empty()
+    }
+
+    /// Queues a request of `priority` at `now`. A full queue turns away its
+    /// least important waiter if that one is of a lower priority; `None`
+    /// if it holds none (the request is refused).
+    pub(crate) fn push(&mut self, priority: Priority, now: u64) -> Option<Arc<Waiter>> {
+        if self.state.len() >= self.queue.capacity && !self.displace_below(priority, now) {
+            return None;
+        }
+        if self.state.is_empty() {
+            self.state.last_empty = now;
+        }
+        let waiter = Arc::new(Waiter {
+            priority,
+            enqueued: now,
+            cell: Mutex::new(WaitCell {
+                state: WaitState::Waiting,
+                waker: None,
+                in_flight: 0,
+            }),
+        });
+        self.state.lines[lane(priority)].push_back(Arc::clone(&waiter));
+        self.note_len(now);
+        Some(waiter)
+    }
+
+    /// Turns away the waiter that would be served last among those of a
+    /// priority below `priority`; whether there was one.
+    fn displace_below(&mut self, priority: Priority, now: u64) -> bool {
+        let standing = self.state.is_standing(now);
+        let lesser = &mut self.state.lines[lane(priority) + 1..];
+        let Some(line) = lesser.iter_mut().rev().find(|line| !line.is_empty()) else {
+            return false;
+        };
+        // Served last: the newest in a FIFO line, the oldest in a LIFO one.
+        let displaced = if standing {
+            line.pop_front()
+        } else {
+            line.pop_back()
+        };
+        if let Some(displaced) = displaced {
+            displaced.settle(WaitState::Displaced, 0);
+        }
+        true
+    }
+
+    /// Room has appeared at `now`: grants waiters in the queue's order
+    /// while `take` finds room for the next one's priority (it claims the
+    /// slot and answers the in-flight count, itself included); overdue
+    /// waiters leave on the way.
+    pub(crate) fn serve(&mut self, now: u64, mut take: impl FnMut(Priority) -> Option<u32>) {
+        let standing = self.state.is_standing(now);
+        let queue = self.queue;
+        // Cleared once a waiter does not fit: no lesser one can (the caps
+        // shrink with priority), so the lesser lines only expire.
+        let mut room = true;
+        for line in &mut self.state.lines {
+            // Overdue waiters leave (the oldest are at the front).
+            while let Some(oldest) = line.front() {
+                if queue.deadline_in(oldest, standing) > now {
+                    break;
+                }
+                if let Some(expired) = line.pop_front() {
+                    expired.settle(WaitState::Expired, 0);
+                }
+            }
+            while room {
+                let next = if standing { line.back() } else { line.front() };
+                let Some(waiter) = next else { break };
+                let Some(in_flight) = take(waiter.priority) else {
+                    room = false;
+                    break;
+                };
+                let granted = if standing {
+                    line.pop_back()
+                } else {
+                    line.pop_front()
+                };
+                if let Some(granted) = granted {
+                    granted.settle(WaitState::Granted, in_flight);
+                }
+            }
+        }
+        self.note_len(now);
     }
 
     /// Takes `waiter` out of the queue if it is still waiting (it gave up or
     /// was cancelled). Returns its final state: `Granted` means it owns a
     /// slot the caller must use or release.
-    pub(crate) fn leave(&self, waiter: &Arc<Waiter>, now: u64) -> WaitState {
-        let mut queue = self.inner.lock();
-        // Under the queue lock no release can grant it meanwhile.
+    pub(crate) fn leave(&mut self, waiter: &Arc<Waiter>, now: u64) -> WaitState {
+        // Under the queue lock nobody can grant or displace it meanwhile.
         let state = waiter.state();
         if state == WaitState::Waiting {
-            let line = &mut queue.lines[lane(waiter.priority)];
+            let line = &mut self.state.lines[lane(waiter.priority)];
             if let Some(index) = line.iter().position(|w| Arc::ptr_eq(w, waiter)) {
                 line.remove(index);
             }
-            self.note_len(&mut queue, now);
-            waiter.settle(WaitState::Expired);
+            self.note_len(now);
+            waiter.settle(WaitState::Expired, 0);
             return WaitState::Expired;
         }
         state
     }
 
-    /// A permit is being released at `now`: hands its slot to the most
-    /// important waiter, if its priority `fits`; overdue waiters leave on
-    /// the way. Returns whether the slot was handed over (the in-flight
-    /// count stays).
-    pub(crate) fn hand_over(&self, now: u64, fits: impl Fn(Priority) -> bool) -> bool {
-        let mut queue = self.inner.lock();
-        let standing = self.is_standing(&queue, now);
-        let mut handed = false;
-        // Set once a line's first waiter does not fit: no lesser one can.
-        let mut full = false;
-        for line in &mut queue.lines {
-            // Overdue waiters leave (the oldest are at the front).
-            while let Some(oldest) = line.front() {
-                if self.deadline_in(oldest, standing) > now {
-                    break;
-                }
-                if let Some(expired) = line.pop_front() {
-                    expired.settle(WaitState::Expired);
-                }
-            }
-            if handed || full {
-                continue;
-            }
-            // The first live waiter of the most important line decides:
-            // if its priority does not fit, no lesser one does (the caps
-            // shrink with priority).
-            let next = if standing { line.back() } else { line.front() };
-            let Some(waiter) = next else { continue };
-            if fits(waiter.priority) {
-                let waiter = if standing {
-                    line.pop_back()
-                } else {
-                    line.pop_front()
-                };
-                if let Some(waiter) = waiter {
-                    waiter.settle(WaitState::Granted);
-                }
-                handed = true;
-            } else {
-                // It stays first in line; the lesser lines only expire.
-                full = true;
-            }
+    fn note_len(&mut self, now: u64) {
+        if self.state.is_empty() {
+            self.state.last_empty = now;
         }
-        self.note_len(&mut queue, now);
-        handed
-    }
-
-    fn note_len(&self, queue: &mut QueueState, now: u64) {
-        if queue.is_empty() {
-            queue.last_empty = now;
-        }
-        self.len.store(queue.len(), Ordering::Release);
+        self.queue.len.store(self.state.len(), Ordering::Relaxed);
     }
 }

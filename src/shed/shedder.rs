@@ -1,16 +1,19 @@
-//! The shedder: admission by compare-and-swap on the in-flight count, RAII
-//! permits, and the limit algorithm fed by completed permits.
+//! The shedder: its state, the cap of each priority, RAII permits, and the
+//! limit algorithm fed by completed permits. Who gets a slot, a newcomer or
+//! a queued waiter, is `admission.rs`'s job.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use super::admission::Slots;
 use super::builder::ShedderBuilder;
 use super::limit::{LimitAlgorithm, Sample};
 use super::queue::WaitQueue;
+use super::sync::AtomicU32;
 use super::Priority;
 use crate::clock::Clock;
 
@@ -38,9 +41,12 @@ pub struct Shedder {
 }
 
 pub(super) struct Inner {
-    in_flight: AtomicU32,
-    /// The algorithm's latest answer, read by every admission.
-    limit: AtomicU32,
+    /// Requests holding a slot, and whether any wait in the queue.
+    pub(super) slots: Slots,
+    /// The cap of each priority (by `Priority as usize`; Critical's is the
+    /// limit itself) under the algorithm's latest answer, worked out when
+    /// the limit changes so that an admission reads its cap in one load.
+    caps: [AtomicU32; 3],
     algorithm: Mutex<Box<dyn LimitAlgorithm>>,
     /// Whether the algorithm learns from samples (a fixed limit does not,
     /// so its permits skip reading the clock).
@@ -90,27 +96,30 @@ impl Shedder {
         shadow: bool,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let initial = algorithm.limit();
+        let inner = Inner {
+            slots: Slots::new(),
+            caps: Default::default(),
+            algorithm: Mutex::new(algorithm),
+            learns,
+            critical_reserve,
+            sheddable_margin,
+            clock,
+            latency: AtomicU64::new(0),
+            queue,
+            rejected: Default::default(),
+            shadow,
+            shadow_rejected: AtomicU64::new(0),
+            #[cfg(feature = "tracing")]
+            shed_events: crate::events::EventGate::new(),
+            #[cfg(feature = "tracing")]
+            limit_events: crate::events::EventGate::new(),
+            #[cfg(feature = "tracing")]
+            logged_limit: AtomicU32::new(0),
+        };
+        inner.set_limit(initial);
         Shedder {
-            inner: Arc::new(Inner {
-                in_flight: AtomicU32::new(0),
-                limit: AtomicU32::new(algorithm.limit().max(1)),
-                algorithm: Mutex::new(algorithm),
-                learns,
-                critical_reserve,
-                sheddable_margin,
-                clock,
-                latency: AtomicU64::new(0),
-                queue,
-                rejected: Default::default(),
-                shadow,
-                shadow_rejected: AtomicU64::new(0),
-                #[cfg(feature = "tracing")]
-                shed_events: crate::events::EventGate::new(),
-                #[cfg(feature = "tracing")]
-                limit_events: crate::events::EventGate::new(),
-                #[cfg(feature = "tracing")]
-                logged_limit: AtomicU32::new(0),
-            }),
+            inner: Arc::new(inner),
         }
     }
 
@@ -166,7 +175,7 @@ impl Shedder {
     /// # Ok::<(), surgeguard::shed::BuildError>(())
     /// ```
     pub fn limit(&self) -> u32 {
-        self.inner.limit.load(Ordering::Relaxed)
+        self.inner.cap(Priority::Critical)
     }
 
     /// Requests holding a permit now.
@@ -179,7 +188,7 @@ impl Shedder {
     /// # Ok::<(), surgeguard::shed::BuildError>(())
     /// ```
     pub fn in_flight(&self) -> u32 {
-        self.inner.in_flight.load(Ordering::Relaxed)
+        u32::try_from(self.inner.slots.in_flight()).unwrap_or(u32::MAX)
     }
 
     /// Counters since the shedder was built, and the current limit and
@@ -217,32 +226,12 @@ impl Shedder {
 }
 
 impl Inner {
-    /// Takes a slot for `priority` if its cap allows; counts nothing.
-    pub(super) fn admit(this: &Arc<Inner>, priority: Priority) -> Option<Permit> {
-        let cap = this.cap(this.limit.load(Ordering::Relaxed), priority);
-        let mut in_flight = this.in_flight.load(Ordering::Relaxed);
-        loop {
-            if in_flight >= cap {
-                return None;
-            }
-            match this.in_flight.compare_exchange_weak(
-                in_flight,
-                in_flight + 1,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Some(Inner::permit(this, in_flight + 1)),
-                Err(current) => in_flight = current,
-            }
-        }
-    }
-
     /// Shadow mode: takes a slot whatever the cap says, and counts the
     /// refusal it would have been.
     pub(super) fn admit_in_shadow(this: &Arc<Inner>) -> Permit {
         this.shadow_rejected.fetch_add(1, Ordering::Relaxed);
-        let in_flight = this.in_flight.fetch_add(1, Ordering::Acquire) + 1;
-        Inner::permit(this, in_flight)
+        let in_flight = this.slots.claim_unchecked();
+        Inner::permit(this, u32::try_from(in_flight).unwrap_or(u32::MAX))
     }
 
     /// An info event when the limit has moved by a tenth or more since the
@@ -284,12 +273,6 @@ impl Inner {
         }
     }
 
-    /// Requests in flight now.
-    #[cfg(feature = "tokio")]
-    pub(super) fn in_flight_now(&self) -> u32 {
-        self.in_flight.load(Ordering::Relaxed)
-    }
-
     /// Counts a refusal of `priority` and says what to tell the client.
     pub(super) fn refuse(&self, priority: Priority, reason: RejectReason) -> Rejected {
         self.rejected[priority as usize][reason as usize].fetch_add(1, Ordering::Relaxed);
@@ -303,14 +286,62 @@ impl Inner {
         }
     }
 
-    /// How many may be in flight for a new request of `priority` to enter.
-    fn cap(&self, limit: u32, priority: Priority) -> u32 {
-        let share = |fraction: f64| (f64::from(limit) * fraction) as u32;
-        let normal = limit.saturating_sub(share(self.critical_reserve)).max(1);
+    /// How many may be in flight for a new request of `priority` to enter
+    /// now.
+    pub(super) fn cap(&self, priority: Priority) -> u32 {
+        self.caps[priority as usize].load(Ordering::Relaxed)
+    }
+
+    /// Takes a new limit (at least 1): works out each priority's cap.
+    /// Whoever changes the limit then releases a slot (the end of
+    /// [`Permit::record`]), which serves the queue by the new caps.
+    pub(super) fn set_limit(&self, limit: u32) {
+        let limit = limit.max(1);
+        if self.cap(Priority::Critical) == limit {
+            // The caps stored with it are this limit's: every change goes
+            // through here, under the algorithm's lock.
+            return;
+        }
+        for priority in [Priority::Sheddable, Priority::Normal, Priority::Critical] {
+            let cap = self.cap_under(limit, priority);
+            self.caps[priority as usize].store(cap, Ordering::Relaxed);
+        }
+    }
+
+    /// How many may be in flight for a new request of `priority` to enter
+    /// under `limit` (at least 1): the rule and its table are in the
+    /// [module documentation](super#priorities-at-small-limits).
+    ///
+    /// Shares round down, as at large limits they should (a reserve of
+    /// 20 % of 14 is 2 slots, not 3), but a share that is not zero keeps at
+    /// least one slot wherever the limit leaves one to keep: rounded down
+    /// alone, a 20 % reserve is nothing below a limit of 5, so a limit that
+    /// falls under overload would leave Critical no room of its own just
+    /// when it needs it. Sheddable's cap leaves the two shares together,
+    /// rounded down once: rounding each share down on its own made its cap
+    /// fall as the limit rose (15 at a limit of 19, 14 at 20). So every cap
+    /// is at least 1 (a limit of 1 serves anyone rather than no one but
+    /// Critical), never grows as the priority falls (which the queue's
+    /// serving order relies on) and never falls as the limit rises.
+    fn cap_under(&self, limit: u32, priority: Priority) -> u32 {
+        let limit = limit.max(1);
+        // `as` rounds toward zero and saturates: a floor for these values.
+        let floor_of = |share: f64| (f64::from(limit) * share) as u32;
+        let reserve = if self.critical_reserve > 0.0 {
+            floor_of(self.critical_reserve).max(1).min(limit - 1)
+        } else {
+            0
+        };
+        let normal = limit - reserve;
         match priority {
             Priority::Critical => limit,
             Priority::Normal => normal,
-            Priority::Sheddable => normal.saturating_sub(share(self.sheddable_margin)).max(1),
+            Priority::Sheddable if self.sheddable_margin > 0.0 => {
+                let both = floor_of(self.critical_reserve + self.sheddable_margin);
+                let margin = both.saturating_sub(reserve).max(1).min(normal - 1);
+                normal - margin
+            }
+            Priority::Sheddable => normal,
         }
     }
 
@@ -321,21 +352,6 @@ impl Inner {
         let whole_seconds =
             Duration::from_secs(twice.as_secs() + u64::from(twice.subsec_nanos() > 0));
         whole_seconds.clamp(MIN_RETRY_AFTER, MAX_RETRY_AFTER)
-    }
-
-    /// Gives a slot back: to the wait queue's next waiter that fits, if
-    /// any, else to the pool.
-    pub(super) fn release(&self) {
-        if let Some(queue) = self.queue.as_ref().filter(|queue| queue.len() > 0) {
-            let limit = self.limit.load(Ordering::Relaxed);
-            // The slot being released still counts in `in_flight`.
-            let others = self.in_flight.load(Ordering::Relaxed).saturating_sub(1);
-            let fits = |priority| others < self.cap(limit, priority);
-            if queue.hand_over(self.clock.now().as_nanos(), fits) {
-                return;
-            }
-        }
-        self.in_flight.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -416,15 +432,21 @@ impl Permit {
             smoothed - smoothed / 8 + latency / 8
         };
         inner.latency.store(next, Ordering::Relaxed);
-        let limit = inner.algorithm.lock().update(Sample {
+        let mut algorithm = inner.algorithm.lock();
+        let limit = algorithm.update(Sample {
             latency: Duration::from_nanos(latency),
             in_flight: self.in_flight,
             dropped: outcome == Outcome::Dropped,
         });
-        inner.limit.store(limit.max(1), Ordering::Relaxed);
+        // Under the algorithm's lock, so that the caps of the last update
+        // are the ones that stay.
+        inner.set_limit(limit);
+        drop(algorithm);
         #[cfg(feature = "tracing")]
         inner.log_limit(limit.max(1));
-        // `self` drops here, releasing the slot.
+        // `self` drops here, releasing the slot; the release serves queued
+        // waiters by the limit just stored, so a raised limit admits as
+        // many as now fit.
     }
 
     /// Requests in flight when this one was admitted, itself included.
@@ -466,7 +488,8 @@ impl fmt::Debug for Permit {
 pub enum RejectReason {
     /// As many requests of its priority as the limit allows are running.
     LimitReached,
-    /// The limit is full and so is the wait queue.
+    /// The limit is full and so is the wait queue; or it waited in the
+    /// queue and was turned away to make room for a more important request.
     QueueFull,
     /// It waited in the queue until its deadline.
     Deadline,
