@@ -1,7 +1,7 @@
 //! The shedder's wait queue (feature `tokio`): hand-over on release, the
 //! deadline on the cache's clock (and Tokio's paused timer), a full queue,
-//! cancellation, and the switch to LIFO with short waits only under a
-//! standing queue.
+//! cancellation, and the switch to LIFO with short waits only in a
+//! standing line, each priority's line judged on its own.
 #![cfg(feature = "tokio")]
 
 use std::future::Future;
@@ -143,6 +143,34 @@ async fn a_standing_queue_turns_lifo_with_short_waits() {
         };
         assert_eq!(rejected.reason(), RejectReason::Deadline);
     }
+    assert_eq!(shedder.stats().queued, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_standing_line_of_lesser_work_does_not_cut_a_critical_waiters_wait() {
+    let clock = ManualClock::new();
+    let shedder = shedder(1, 8, 250, &clock);
+    let held: Permit = shedder.acquire(Priority::Normal).await.unwrap();
+    // Browsing has stood in the queue for over 100 ms: its line is standing.
+    let mut browsing = Box::pin(shedder.acquire(Priority::Sheddable));
+    assert!(poll_once(browsing.as_mut()).is_pending());
+    clock.advance(Duration::from_millis(150));
+    let mut checkout = Box::pin(shedder.acquire(Priority::Critical));
+    assert!(poll_once(checkout.as_mut()).is_pending());
+    // 20 ms: far past the 5 ms of a standing line, well within the 250 ms
+    // a Critical line that just formed gives its waiters.
+    clock.advance(Duration::from_millis(20));
+    assert!(
+        poll_once(checkout.as_mut()).is_pending(),
+        "the Critical line is judged on its own: it is not standing"
+    );
+    drop(held);
+    assert!(matches!(poll_once(checkout.as_mut()), Poll::Ready(Ok(_))));
+    // The standing line's waiter is past its short wait: it failed fast.
+    let Poll::Ready(Err(rejected)) = poll_once(browsing.as_mut()) else {
+        panic!("the stale Sheddable waiter should have failed fast");
+    };
+    assert_eq!(rejected.reason(), RejectReason::Deadline);
     assert_eq!(shedder.stats().queued, 0);
 }
 

@@ -210,9 +210,9 @@ impl ShedderBuilder {
     /// Lets up to `capacity` requests that find the limit full wait for a
     /// slot, each for at most `max_wait` (default: no queue, refuse at once).
     /// Only `Shedder::acquire` (feature `tokio`) waits; a released permit
-    /// hands its slot straight to a waiter. A queue that has not been empty
-    /// for 100 ms serves the newest waiter first and cuts waits to 5 ms
-    /// (adaptive LIFO).
+    /// hands its slot straight to a waiter. A priority's line that has not
+    /// been empty for 100 ms serves its newest waiter first and cuts its
+    /// waits to 5 ms (adaptive LIFO); each line is judged on its own.
     ///
     /// ```
     /// # use surgeguard::shed::Shedder;

@@ -32,10 +32,11 @@
 //!   admitted, Critical ones first, before any newcomer, and a released
 //!   slot goes straight to a waiter; a newcomer never overtakes a waiter
 //!   of its priority or a higher one.
-//!   Each request waits at most its deadline; a queue that stays non-empty
-//!   for 100 ms turns LIFO and cuts waits to 5 ms (adaptive LIFO, as
-//!   Facebook describes it), so fresh requests are served and stale ones
-//!   fail fast. A full queue turns away its least important waiter to make
+//!   Each request waits at most its deadline; a priority's line that stays
+//!   non-empty for 100 ms turns LIFO and cuts its waits to 5 ms (adaptive
+//!   LIFO, as Facebook describes it), so fresh requests are served and
+//!   stale ones fail fast; a standing line of browsing does not cut the
+//!   wait of a checkout behind it. A full queue turns away its least important waiter to make
 //!   room for a request that outranks it.
 //!
 //! ```

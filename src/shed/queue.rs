@@ -21,12 +21,21 @@
 //! refuse a checkout.
 //!
 //! **Adaptive LIFO** (Maurer, "Fail at Scale", ACM Queue 2015, which applies
-//! CoDel's idea to request queues): a queue that has not been empty for the
-//! last 100 ms is a standing queue, not a burst. Then the queue serves the
-//! newest waiter first (its client is most likely still there) and cuts every
-//! waiter's deadline to 5 ms, so stale requests fail fast instead of
-//! being served to clients who gave up. When the queue empties, it is FIFO
+//! CoDel's idea to request queues): a line that has not been empty for the
+//! last 100 ms is a standing queue, not a burst. Then the line serves its
+//! newest waiter first (its client is most likely still there) and cuts its
+//! waiters' deadline to 5 ms, so stale requests fail fast instead of
+//! being served to clients who gave up. When the line empties, it is FIFO
 //! with the full deadline again.
+//!
+//! **Each line stands or not on its own**, as fq_codel (RFC 8290) runs
+//! CoDel per flow queue rather than on the link: a standing line of
+//! browsing says nothing about a checkout that arrives behind it. The
+//! Critical line is served first, so it empties at every release unless
+//! Critical work alone overruns the limit; judged with the whole queue, a
+//! checkout queued during a surge of browsing would get 5 ms instead of
+//! the full wait, and be refused while slots free up every few
+//! milliseconds.
 
 // Without the `tokio` feature nothing waits (only `Shedder::acquire` does),
 // so parts of the queue go unused.
@@ -126,8 +135,8 @@ struct QueueState {
     /// One line per priority, most important first (see [`lane`]); each
     /// line holds its waiters oldest first.
     lines: [VecDeque<Arc<Waiter>>; 3],
-    /// When the queue was last empty, nanoseconds.
-    last_empty: u64,
+    /// When each line was last empty, nanoseconds (indexed like `lines`).
+    last_empty: [u64; 3],
 }
 
 /// The line of a priority: Critical's is served first.
@@ -148,9 +157,10 @@ impl QueueState {
         self.lines.iter().all(VecDeque::is_empty)
     }
 
-    /// Not empty for over [`STANDING_AFTER`] at `now`.
-    fn is_standing(&self, now: u64) -> bool {
-        !self.is_empty() && now.saturating_sub(self.last_empty) > STANDING_AFTER
+    /// Whether line `lane` has not been empty for over [`STANDING_AFTER`]
+    /// at `now`.
+    fn is_standing(&self, lane: usize, now: u64) -> bool {
+        !self.lines[lane].is_empty() && now.saturating_sub(self.last_empty[lane]) > STANDING_AFTER
     }
 }
 
@@ -162,7 +172,7 @@ impl WaitQueue {
             len: AtomicUsize::new(0),
             inner: Mutex::new(QueueState {
                 lines: Default::default(),
-                last_empty: 0,
+                last_empty: [0; 3],
             }),
         }
     }
@@ -183,7 +193,7 @@ impl WaitQueue {
 
     /// When `waiter` must give up, given the queue's state at `now`.
     pub(crate) fn deadline(&self, waiter: &Waiter, now: u64) -> u64 {
-        let standing = self.inner.lock().is_standing(now);
+        let standing = self.inner.lock().is_standing(lane(waiter.priority), now);
         self.deadline_in(waiter, standing)
     }
 
@@ -215,8 +225,8 @@ impl LockedQueue<'_> {
         if self.state.len() >= self.queue.capacity && !self.displace_below(priority, now) {
             return None;
         }
-        if self.state.is_empty() {
-            self.state.last_empty = now;
+        if self.state.lines[lane(priority)].is_empty() {
+            self.state.last_empty[lane(priority)] = now;
         }
         let waiter = Arc::new(Waiter {
             priority,
@@ -235,11 +245,14 @@ impl LockedQueue<'_> {
     /// Turns away the waiter that would be served last among those of a
     /// priority below `priority`; whether there was one.
     fn displace_below(&mut self, priority: Priority, now: u64) -> bool {
-        let standing = self.state.is_standing(now);
-        let lesser = &mut self.state.lines[lane(priority) + 1..];
-        let Some(line) = lesser.iter_mut().rev().find(|line| !line.is_empty()) else {
+        let Some(lesser) = (lane(priority) + 1..3)
+            .rev()
+            .find(|&lane| !self.state.lines[lane].is_empty())
+        else {
             return false;
         };
+        let standing = self.state.is_standing(lesser, now);
+        let line = &mut self.state.lines[lesser];
         // Served last: the newest in a FIFO line, the oldest in a LIFO one.
         let displaced = if standing {
             line.pop_front()
@@ -257,12 +270,13 @@ impl LockedQueue<'_> {
     /// slot and answers the in-flight count, itself included); overdue
     /// waiters leave on the way.
     pub(crate) fn serve(&mut self, now: u64, mut take: impl FnMut(Priority) -> Option<u32>) {
-        let standing = self.state.is_standing(now);
         let queue = self.queue;
         // Cleared once a waiter does not fit: no lesser one can (the caps
         // shrink with priority), so the lesser lines only expire.
         let mut room = true;
-        for line in &mut self.state.lines {
+        for lane in 0..3 {
+            let standing = self.state.is_standing(lane, now);
+            let line = &mut self.state.lines[lane];
             // Overdue waiters leave (the oldest are at the front).
             while let Some(oldest) = line.front() {
                 if queue.deadline_in(oldest, standing) > now {
@@ -311,8 +325,11 @@ impl LockedQueue<'_> {
     }
 
     fn note_len(&mut self, now: u64) {
-        if self.state.is_empty() {
-            self.state.last_empty = now;
+        let state = &mut *self.state;
+        for (line, last_empty) in state.lines.iter().zip(&mut state.last_empty) {
+            if line.is_empty() {
+                *last_empty = now;
+            }
         }
         self.queue.len.store(self.state.len(), Ordering::Relaxed);
     }

@@ -113,6 +113,8 @@ pub struct Counts {
     pub limited: u64,
     /// Timed out, failed, or never finished.
     pub unanswered: u64,
+    /// Latency of the successes sent during the event, ms.
+    pub spike_latency_ms: Percentiles,
 }
 
 impl ByPage {
@@ -227,6 +229,7 @@ impl Run {
             summary.by_page.of(planned.page.kind()).sent += 1;
         }
         let (mut all, mut baseline, mut spike) = (Vec::new(), Vec::new(), Vec::new());
+        let mut spike_by_page: [Vec<f64>; 5] = Default::default();
         let mut experienced = Vec::with_capacity(plan.len());
         // Requests that never finished waited at least the timeout.
         experienced.resize(plan.len() - outcomes.len(), millis(settings.client_timeout));
@@ -242,7 +245,10 @@ impl Run {
                     all.push(ms);
                     match phase_at(settings, planned.at) {
                         Phase::Baseline => baseline.push(ms),
-                        Phase::Spike => spike.push(ms),
+                        Phase::Spike => {
+                            spike.push(ms);
+                            spike_by_page[planned.page.kind() as usize].push(ms);
+                        }
                         Phase::Recovery => {}
                     }
                 }
@@ -261,8 +267,9 @@ impl Run {
                 summary.refusals_without_retry_after += 1;
             }
         }
-        for counts in summary.by_page.all_mut() {
+        for (counts, spike) in summary.by_page.all_mut().into_iter().zip(&mut spike_by_page) {
             counts.unanswered = counts.sent - counts.succeeded - counts.shed - counts.limited;
+            counts.spike_latency_ms = Percentiles::of(spike);
         }
         // Checkouts that never finished count against the success rate too.
         summary.checkouts = summary.by_page.checkout.sent;
