@@ -174,6 +174,42 @@ async fn a_standing_line_of_lesser_work_does_not_cut_a_critical_waiters_wait() {
     assert_eq!(shedder.stats().queued, 0);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_line_that_turned_a_waiter_away_keeps_standing_for_100_ms_though_it_emptied() {
+    let clock = ManualClock::new();
+    let shedder = shedder(1, 8, 1_000, &clock);
+    let held: Permit = shedder.acquire(Priority::Normal).await.unwrap();
+    // The line stands (non-empty for over 100 ms); its old waiter fails
+    // fast, which empties the line.
+    let mut stale = Box::pin(shedder.acquire(Priority::Normal));
+    assert!(poll_once(stale.as_mut()).is_pending());
+    clock.advance(Duration::from_millis(110));
+    let Poll::Ready(Err(rejected)) = poll_once(stale.as_mut()) else {
+        panic!("a waiter 110 ms old in a standing line fails fast");
+    };
+    assert_eq!(rejected.reason(), RejectReason::Deadline);
+    assert_eq!(shedder.stats().queued, 0);
+    // 50 ms later the line is empty but has not caught up: a new waiter
+    // still gets the standing line's 5 ms, not the full second.
+    clock.advance(Duration::from_millis(50));
+    let mut next = Box::pin(shedder.acquire(Priority::Normal));
+    assert!(poll_once(next.as_mut()).is_pending());
+    clock.advance(Duration::from_millis(6));
+    let Poll::Ready(Err(rejected)) = poll_once(next.as_mut()) else {
+        panic!("the line still stands: 6 ms is past its wait");
+    };
+    assert_eq!(rejected.reason(), RejectReason::Deadline);
+    // Over 100 ms without turning anyone away: a new waiter starts a
+    // fresh burst, FIFO with the full wait, and is served on release.
+    clock.advance(Duration::from_millis(101));
+    let mut fresh = Box::pin(shedder.acquire(Priority::Normal));
+    assert!(poll_once(fresh.as_mut()).is_pending());
+    clock.advance(Duration::from_millis(50));
+    assert!(poll_once(fresh.as_mut()).is_pending(), "50 ms < 1 s wait");
+    drop(held);
+    assert!(matches!(poll_once(fresh.as_mut()), Poll::Ready(Ok(_))));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_waiters_some_cancelled_leak_nothing() {
     let shedder = Shedder::builder()

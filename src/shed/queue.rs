@@ -28,6 +28,15 @@
 //! being served to clients who gave up. When the line empties, it is FIFO
 //! with the full deadline again.
 //!
+//! **A line that sheds keeps standing**: one that turned a waiter away
+//! (past its deadline, displaced, gone) in the last 100 ms stands even if
+//! it just emptied, as CoDel (Nichols and Jacobson, ACM Queue 2012; RFC
+//! 8289) stays in its dropping state until delay is back under target.
+//! Emptied by its own refusals, a line has not caught up with its
+//! arrivals; judged by emptiness alone, it would flip back to FIFO with the
+//! full wait at once, and the next waiters would sit through long waits
+//! until it had stood for 100 ms again.
+//!
 //! **Each line stands or not on its own**, as fq_codel (RFC 8290) runs
 //! CoDel per flow queue rather than on the link: a standing line of
 //! browsing says nothing about a checkout that arrives behind it. The
@@ -137,6 +146,10 @@ struct QueueState {
     lines: [VecDeque<Arc<Waiter>>; 3],
     /// When each line was last empty, nanoseconds (indexed like `lines`).
     last_empty: [u64; 3],
+    /// Each line stands at least until this time, nanoseconds: it turned a
+    /// waiter away (past its deadline, displaced, gone) less than
+    /// [`STANDING_AFTER`] ago.
+    shedding_until: [u64; 3],
 }
 
 /// The line of a priority: Critical's is served first.
@@ -157,10 +170,17 @@ impl QueueState {
         self.lines.iter().all(VecDeque::is_empty)
     }
 
-    /// Whether line `lane` has not been empty for over [`STANDING_AFTER`]
-    /// at `now`.
+    /// Whether line `lane` is a standing queue at `now`: not empty for over
+    /// [`STANDING_AFTER`], or it turned a waiter away less than that ago.
     fn is_standing(&self, lane: usize, now: u64) -> bool {
-        !self.lines[lane].is_empty() && now.saturating_sub(self.last_empty[lane]) > STANDING_AFTER
+        now < self.shedding_until[lane]
+            || (!self.lines[lane].is_empty()
+                && now.saturating_sub(self.last_empty[lane]) > STANDING_AFTER)
+    }
+
+    /// Line `lane` turned a waiter away at `now`.
+    fn turned_away(&mut self, lane: usize, now: u64) {
+        self.shedding_until[lane] = now.saturating_add(STANDING_AFTER);
     }
 }
 
@@ -173,6 +193,7 @@ impl WaitQueue {
             inner: Mutex::new(QueueState {
                 lines: Default::default(),
                 last_empty: [0; 3],
+                shedding_until: [0; 3],
             }),
         }
     }
@@ -261,6 +282,7 @@ impl LockedQueue<'_> {
         };
         if let Some(displaced) = displaced {
             displaced.settle(WaitState::Displaced, 0);
+            self.state.turned_away(lesser, now);
         }
         true
     }
@@ -275,8 +297,9 @@ impl LockedQueue<'_> {
         // shrink with priority), so the lesser lines only expire.
         let mut room = true;
         for lane in 0..3 {
-            let standing = self.state.is_standing(lane, now);
-            let line = &mut self.state.lines[lane];
+            let state = &mut *self.state;
+            let standing = state.is_standing(lane, now);
+            let line = &mut state.lines[lane];
             // Overdue waiters leave (the oldest are at the front).
             while let Some(oldest) = line.front() {
                 if queue.deadline_in(oldest, standing) > now {
@@ -284,6 +307,7 @@ impl LockedQueue<'_> {
                 }
                 if let Some(expired) = line.pop_front() {
                     expired.settle(WaitState::Expired, 0);
+                    state.shedding_until[lane] = now.saturating_add(STANDING_AFTER);
                 }
             }
             while room {
@@ -317,6 +341,7 @@ impl LockedQueue<'_> {
             if let Some(index) = line.iter().position(|w| Arc::ptr_eq(w, waiter)) {
                 line.remove(index);
             }
+            self.state.turned_away(lane(waiter.priority), now);
             self.note_len(now);
             waiter.settle(WaitState::Expired, 0);
             return WaitState::Expired;

@@ -267,7 +267,12 @@ impl Run {
                 summary.refusals_without_retry_after += 1;
             }
         }
-        for (counts, spike) in summary.by_page.all_mut().into_iter().zip(&mut spike_by_page) {
+        for (counts, spike) in summary
+            .by_page
+            .all_mut()
+            .into_iter()
+            .zip(&mut spike_by_page)
+        {
             counts.unanswered = counts.sent - counts.succeeded - counts.shed - counts.limited;
             counts.spike_latency_ms = Percentiles::of(spike);
         }
