@@ -149,6 +149,7 @@ async fn soak(
         Mode::Protected,
         database.clone(),
         Some(checkout_gate(orders.clone())),
+        1.0,
     )
     .await?;
     println!(

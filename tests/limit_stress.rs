@@ -3,16 +3,24 @@
 //! (per key), and a flood of distinct keys never grows the table past
 //! `max_keys`.
 //!
-//! One thread moves the clock forward in small steps while the others
-//! hammer the limiter, so checks race with each other and with time. No test
-//! sleeps or measures time.
+//! The workers themselves move the clock forward in small steps as they
+//! check (every tenth check of each), so checks race with each other and
+//! with time, and every run covers the same span of time whatever the
+//! scheduling. No test sleeps or measures time.
 //!
 //! With the clock held still, limits must also be exact: keyed GCRA checks a
 //! tracked key without a lock, with a compare-and-swap, so many
 //! threads on a few keys must together admit exactly the limit per key.
+//!
+//! Why none of these can flake on a busy machine: every assertion is an
+//! invariant that holds in every interleaving (a bound, an exact sum, a
+//! count read after every thread has joined), or an event that the test
+//! forces from its own thread; none asserts that some race happened. And
+//! every thread runs a fixed number of steps, never "until another thread
+//! is done", so a run's length is its own work.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
@@ -20,25 +28,40 @@ use surgeguard::clock::{Clock, ManualClock};
 use surgeguard::limit::{AllOf, ExactWindow, Gcra, Quota, RateLimiter, SlidingWindow, WhenFull};
 
 const WORKERS: usize = 4;
-const CLOCK_STEPS: u32 = 2_000;
+/// Checks per worker in [`race`].
+const CHECKS: u32 = 5_000;
+/// Each worker moves the clock one [`STEP`] after every this many checks:
+/// 2,000 steps in all, a second.
+const CHECKS_PER_STEP: u32 = 10;
 const STEP: Duration = Duration::from_micros(500);
 
-/// Runs `work(worker, stop)` on `WORKERS` threads while the clock advances
-/// `CLOCK_STEPS` steps, then stops them; returns the elapsed nanoseconds.
-fn race(clock: &ManualClock, work: impl Fn(usize, &AtomicBool) + Sync) -> u64 {
-    let stop = AtomicBool::new(false);
+/// Runs `check(worker, n)` for `n` in `0..CHECKS` on each of `WORKERS`
+/// threads, each moving the clock a `STEP` after every `CHECKS_PER_STEP`
+/// checks; returns the elapsed nanoseconds (always the same: a second).
+fn race(clock: &ManualClock, check: impl Fn(usize, u32) + Sync) -> u64 {
+    // All start together, so that they mostly run at the same time (more
+    // likely to race; no assertion depends on it).
+    let start = Barrier::new(WORKERS);
     thread::scope(|scope| {
         for worker in 0..WORKERS {
-            let (work, stop) = (&work, &stop);
-            scope.spawn(move || work(worker, stop));
+            let (check, start) = (&check, &start);
+            scope.spawn(move || {
+                start.wait();
+                for n in 0..CHECKS {
+                    check(worker, n);
+                    if n % CHECKS_PER_STEP == CHECKS_PER_STEP - 1 {
+                        clock.advance(STEP);
+                    }
+                }
+            });
         }
-        for _ in 0..CLOCK_STEPS {
-            clock.advance(STEP);
-            thread::yield_now();
-        }
-        stop.store(true, Ordering::Relaxed);
     });
-    clock.now().as_nanos()
+    let elapsed = clock.now().as_nanos();
+    assert_eq!(
+        elapsed,
+        u64::from(CHECKS / CHECKS_PER_STEP) * WORKERS as u64 * STEP.as_nanos() as u64
+    );
+    elapsed
 }
 
 /// `admitted` units fit in `burst + elapsed / interval`.
@@ -63,18 +86,18 @@ fn one_key_many_threads() {
             .build()
             .unwrap();
         let admitted = AtomicU64::new(0);
-        let elapsed = race(&clock, |worker, stop| {
-            while !stop.load(Ordering::Relaxed) {
-                let cost = 1 + (worker as u32 % 3);
-                if let Ok(decision) = limiter.check_n(cost) {
-                    if decision.is_allowed() {
-                        admitted.fetch_add(u64::from(cost), Ordering::Relaxed);
-                    }
+        let elapsed = race(&clock, |worker, _| {
+            let cost = 1 + (worker as u32 % 3);
+            if let Ok(decision) = limiter.check_n(cost) {
+                if decision.is_allowed() {
+                    admitted.fetch_add(u64::from(cost), Ordering::Relaxed);
                 }
             }
         });
         let admitted = admitted.into_inner();
         assert_within_gcra_bound(admitted, quota, elapsed);
+        // Forced, not a race: whichever check comes first meets full
+        // buckets (50 units, at least 12 per stripe), and costs at most 3.
         assert!(admitted > 0);
     }
 }
@@ -90,13 +113,10 @@ fn many_keys_many_threads() {
         .build()
         .unwrap();
     let admitted: Vec<AtomicU64> = (0..KEYS).map(|_| AtomicU64::new(0)).collect();
-    let elapsed = race(&clock, |worker, stop| {
-        let mut key = worker;
-        while !stop.load(Ordering::Relaxed) {
-            key = (key * 7 + 3) % KEYS;
-            if limiter.check(&key).is_allowed() {
-                admitted[key].fetch_add(1, Ordering::Relaxed);
-            }
+    let elapsed = race(&clock, |worker, n| {
+        let key = (worker + 7 * n as usize + 3) % KEYS;
+        if limiter.check(&key).is_allowed() {
+            admitted[key].fetch_add(1, Ordering::Relaxed);
         }
     });
     for count in admitted {
@@ -115,13 +135,10 @@ fn exact_windows_many_threads() {
         .build()
         .unwrap();
     let admitted: Vec<AtomicU64> = (0..KEYS).map(|_| AtomicU64::new(0)).collect();
-    let elapsed = race(&clock, |worker, stop| {
-        let mut key = worker;
-        while !stop.load(Ordering::Relaxed) {
-            key = (key + 5) % KEYS;
-            if limiter.check(&key).is_allowed() {
-                admitted[key].fetch_add(1, Ordering::Relaxed);
-            }
+    let elapsed = race(&clock, |worker, n| {
+        let key = (worker + 5 * n as usize + 5) % KEYS;
+        if limiter.check(&key).is_allowed() {
+            admitted[key].fetch_add(1, Ordering::Relaxed);
         }
     });
     let windows = elapsed / window.as_nanos() as u64 + 1;
@@ -139,12 +156,10 @@ fn composed_limits_never_overadmit() {
     let whole = Arc::new(Gcra::direct(global).clock(clock.clone()).build().unwrap());
     let limits = AllOf::new(keyed.clone(), |key: &u8| *key).and(whole.clone(), |_: &u8| ());
     let admitted: Vec<AtomicU64> = (0..4).map(|_| AtomicU64::new(0)).collect();
-    let elapsed = race(&clock, |worker, stop| {
+    let elapsed = race(&clock, |worker, _| {
         let key = (worker % 4) as u8;
-        while !stop.load(Ordering::Relaxed) {
-            if limits.check(&key).is_allowed() {
-                admitted[usize::from(key)].fetch_add(1, Ordering::Relaxed);
-            }
+        if limits.check(&key).is_allowed() {
+            admitted[usize::from(key)].fetch_add(1, Ordering::Relaxed);
         }
     });
     let counts: Vec<u64> = admitted.into_iter().map(AtomicU64::into_inner).collect();
@@ -207,6 +222,10 @@ fn a_key_flood_stays_bounded() {
         // After the flood, keys go idle and make room again.
         clock.advance(Duration::from_secs(1));
         assert!(limiter.check(&(flood + 1)).is_allowed());
+        // Forced by the flood itself: the first thread alone checks five
+        // times max_keys new keys (fifty in release builds), each active
+        // longer than the flood lasts, so the table is full at its end, and
+        // every key is idle now.
         assert!(limiter.reclaim_idle() > 0);
     }
 }

@@ -3,6 +3,22 @@
 //!
 //! The scenario code is the example's own (`examples/outage/scenario/`),
 //! included by path, so the test and the demo cannot drift apart.
+//!
+//! Unlike the rest of the suite these runs use real time (the database's
+//! queries are timers, the shedder learns from measured latency, the client
+//! gives up after a real timeout), since what they check is the demo's
+//! claim about real latency. At the demo's speed a test build needs a good
+//! part of a core during the spike, so on a busy machine the scheduler's
+//! delays would add to every latency the shedder measures, and it would
+//! shed checkouts. So the runs here are slowed down four times
+//! (`Settings::with_slowdown`): a quarter of the requests, queries four
+//! times as long, the same number in flight. A starved process's delays
+//! are then small beside the queries' times, and each asserted count
+//! either has a wide margin or moves the way that keeps it true when the
+//! machine is slow (the unprotected shop's queue, and the abusers' limited
+//! searches, only grow when the open-loop client falls behind and sends in
+//! bunches). The runs take turns, so that one run's load is not another's
+//! noise.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -25,10 +41,13 @@ fn run(settings: &Settings, mode: Mode) -> scenario::Run {
 }
 
 /// 5 s of traffic: 100 requests/s, then 8x for 3 s, then 100 again; the
-/// spike is above what the database serves (about 700 requests/s).
+/// spike is above what the database serves (about 700 requests/s). All
+/// four times slower (see the module docs): 25 requests/s, queries four
+/// times as long.
 fn short_run() -> Settings {
     Settings::new(Duration::from_secs(5), 100.0, 8.0)
         .and_then(|s| s.with_client_timeout(Duration::from_secs(3)))
+        .and_then(|s| s.with_slowdown(4.0))
         .unwrap()
 }
 
@@ -39,7 +58,7 @@ fn the_protected_shop_answers_everyone_and_keeps_the_database_within_its_pool() 
     let s = &run.summary;
     assert_eq!(s.accounted(), s.sent);
     assert!(
-        s.sent > 1_000,
+        s.sent > 500,
         "the plan should be substantial, got {}",
         s.sent
     );
@@ -145,9 +164,15 @@ fn bad_settings_are_refused_with_a_reason() {
     ));
     let settings = Settings::new(Duration::from_secs(10), 100.0, 10.0).unwrap();
     assert!(matches!(
-        settings.with_client_timeout(Duration::ZERO),
+        settings.clone().with_client_timeout(Duration::ZERO),
         Err(SettingsError::ClientTimeout(_))
     ));
+    for slowdown in [0.5, 17.0, f64::NAN] {
+        assert!(matches!(
+            settings.clone().with_slowdown(slowdown),
+            Err(SettingsError::Slowdown(_))
+        ));
+    }
     let message = Settings::new(Duration::from_secs(10), 100.0, 99.0)
         .unwrap_err()
         .to_string();

@@ -1,6 +1,15 @@
 //! The Redis limiters against a real `redis-server` (feature `redis`): a
 //! fleet sharing one limit, the local over-limit cache, Redis dying and
 //! coming back under each fallback, leases, and bad input.
+//!
+//! Why these cannot flake on a busy machine: a limiter talking to a server
+//! the test started gets `UP_TIMEOUT`, far more than a call to a local
+//! server takes, so no call fails because the machine was slow; calls fail
+//! only where the test stopped Redis (or never started one), and the
+//! failures counted are the ones it forces. Every breaker whose cool-down
+//! matters runs on a `ManualClock`, so no probe goes out because real time
+//! passed. The bounds that count real time (Redis refills on its own clock)
+//! measure it, and allow for it.
 #![cfg(feature = "redis")]
 
 mod redis_support;
@@ -11,6 +20,10 @@ use std::time::{Duration, Instant};
 use surgeguard::clock::ManualClock;
 use surgeguard::limit::{Gcra, Quota};
 use surgeguard::redis::{BuildError, CheckError, Fallback, RedisGcra, RedisLimiter, RedisWindow};
+
+/// The timeout of calls to a server that is up: a hang guard, never reached
+/// by a local server, however busy the machine (the builder allows 60 s).
+const UP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `n` checks of `key`, spread round-robin over `fleet`, all at once.
 async fn hammer(fleet: &[Arc<RedisLimiter>], key: &'static str, n: usize) -> usize {
@@ -39,7 +52,7 @@ async fn a_fleet_of_four_admits_what_one_server_would() {
     for _ in 0..4 {
         let limiter = RedisGcra::builder(&redis.url(), quota)
             .prefix("fleet:")
-            .timeout(Duration::from_secs(2))
+            .timeout(UP_TIMEOUT)
             .build()
             .await
             .unwrap();
@@ -75,7 +88,7 @@ async fn a_fleet_shares_a_sliding_window() {
     let mut fleet = Vec::new();
     for _ in 0..4 {
         let limiter = RedisWindow::builder(&redis.url(), quota)
-            .timeout(Duration::from_secs(2))
+            .timeout(UP_TIMEOUT)
             .build()
             .await
             .unwrap();
@@ -96,7 +109,7 @@ async fn a_denied_key_is_answered_locally_until_its_retry_time() {
     let clock = ManualClock::new();
     let limiter = RedisGcra::builder(&redis.url(), Quota::per_hour(1).unwrap())
         .clock(clock.clone())
-        .timeout(Duration::from_secs(2))
+        .timeout(UP_TIMEOUT)
         .build()
         .await
         .unwrap();
@@ -132,7 +145,7 @@ async fn redis_dies_the_local_fallback_holds_and_redis_takes_over_again() {
     let limiter = RedisGcra::builder(&redis.url(), quota)
         .on_unavailable(Fallback::Local { share: 0.5 })
         .breaker(2, Duration::from_secs(1))
-        .timeout(Duration::from_millis(500))
+        .timeout(UP_TIMEOUT)
         .clock(clock.clone())
         .build()
         .await
@@ -168,7 +181,8 @@ async fn redis_dies_the_local_fallback_holds_and_redis_takes_over_again() {
 
     redis.restart();
     // After each cool-down one probe goes to Redis; the connection manager
-    // may need one failed call to reconnect.
+    // may need one failed call to reconnect (the first probe waits for its
+    // reconnection, within the timeout).
     let mut probes = 0;
     while limiter.stats().breaker_closed == 0 {
         probes += 1;
@@ -194,13 +208,18 @@ async fn redis_dies_the_local_fallback_holds_and_redis_takes_over_again() {
 async fn with_redis_down_from_the_start_each_policy_decides_at_once() {
     let url = format!("redis://127.0.0.1:{}/", redis_support::free_port());
     let quota = Quota::per_second(10).unwrap();
+    // The breakers' cool-down on a clock that stands still: however long
+    // the loop takes, no probe goes out after the breaker opened.
+    let clock = ManualClock::new();
     let open = RedisGcra::builder(&url, quota)
         .on_unavailable(Fallback::FailOpen)
+        .clock(clock.clone())
         .build()
         .await
         .expect("a limiter starts while Redis is down");
     let closed = RedisGcra::builder(&url, quota)
         .on_unavailable(Fallback::FailClosed)
+        .clock(clock.clone())
         .build()
         .await
         .unwrap();
@@ -221,7 +240,7 @@ async fn leasing(url: &str, prefix: &str, quota: Quota, clock: &ManualClock) -> 
     RedisGcra::builder(url, quota)
         .prefix(prefix)
         .lease(10, Duration::from_secs(5))
-        .timeout(Duration::from_secs(2))
+        .timeout(UP_TIMEOUT)
         .clock(clock.clone())
         .build()
         .await
@@ -349,7 +368,7 @@ async fn a_key_of_the_wrong_type_is_a_script_error_and_flushed_scripts_reload() 
     };
     let limiter = RedisGcra::builder(&redis.url(), Quota::per_second(10).unwrap())
         .prefix("t:")
-        .timeout(Duration::from_secs(2))
+        .timeout(UP_TIMEOUT)
         .build()
         .await
         .unwrap();

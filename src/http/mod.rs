@@ -48,7 +48,12 @@
 //! use surgeguard::limit::{Gcra, Quota};
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //!
-//! let per_ip = Gcra::keyed(Quota::per_second(1)?).max_keys(100_000).build()?;
+//! let per_ip = Gcra::keyed(Quota::per_second(1)?)
+//! #   // A clock that stands still: no unit refills between the two
+//! #   // requests, however slowly the example runs.
+//! #   .clock(surgeguard::clock::ManualClock::new())
+//!     .max_keys(100_000)
+//!     .build()?;
 //! let service = ServiceBuilder::new()
 //!     .layer(RateLimitLayer::new(per_ip).key(ClientIp::peer()))
 //!     .layer(ResponseCacheLayer::builder().max_bytes(64 << 20).build()?)

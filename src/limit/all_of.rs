@@ -154,8 +154,16 @@ impl<R: ?Sized + 'static> AllOf<R> {
     ///
     /// ```
     /// # use surgeguard::limit::{AllOf, CheckError, Gcra, Quota};
-    /// let limits = AllOf::new(Gcra::direct(Quota::per_second(10)?).build()?, |_: &()| ())
-    ///     .and(Gcra::direct(Quota::per_second(5)?).build()?, |_: &()| ());
+    /// # // Clocks that stand still: no unit refills between the checks,
+    /// # // however slowly the example runs.
+    /// # use surgeguard::clock::ManualClock;
+    /// let ten = Gcra::direct(Quota::per_second(10)?)
+    /// #   .clock(ManualClock::new())
+    ///     .build()?;
+    /// let five = Gcra::direct(Quota::per_second(5)?)
+    /// #   .clock(ManualClock::new())
+    ///     .build()?;
+    /// let limits = AllOf::new(ten, |_: &()| ()).and(five, |_: &()| ());
     /// assert_eq!(limits.check_n(&(), 2)?.remaining(), 3);
     /// assert!(matches!(limits.check_n(&(), 6), Err(CheckError::CostExceedsBurst { .. })));
     /// assert_eq!(limits.check_n(&(), 0)?.remaining(), 3); // the error took nothing

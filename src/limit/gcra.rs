@@ -398,7 +398,11 @@ impl<C: Clock> Gcra<C> {
     ///
     /// ```
     /// # use surgeguard::limit::{CheckError, Gcra, Quota};
-    /// let limiter = Gcra::direct(Quota::per_second(10)?).build()?;
+    /// let limiter = Gcra::direct(Quota::per_second(10)?)
+    /// #   // A clock that stands still: no unit refills between the checks,
+    /// #   // however slowly the example runs.
+    /// #   .clock(surgeguard::clock::ManualClock::new())
+    ///     .build()?;
     /// assert_eq!(limiter.check_n(4)?.remaining(), 6);
     /// assert_eq!(limiter.check_n(0)?.remaining(), 6);
     /// assert!(matches!(limiter.check_n(11), Err(CheckError::CostExceedsBurst { .. })));

@@ -113,7 +113,12 @@ pub trait RateLimiter<K: ?Sized>: Send + Sync {
     ///
     /// ```
     /// # use surgeguard::limit::{CheckError, Gcra, Quota, RateLimiter};
-    /// let upload = Gcra::keyed(Quota::per_second(1_000)?).max_keys(10).build()?;
+    /// let upload = Gcra::keyed(Quota::per_second(1_000)?)
+    /// #   // A clock that stands still: no unit refills between the checks,
+    /// #   // however slowly the example runs.
+    /// #   .clock(surgeguard::clock::ManualClock::new())
+    ///     .max_keys(10)
+    ///     .build()?;
     /// assert_eq!(upload.check_n(&"alice", 600)?.remaining(), 400);
     /// assert!(upload.check_n(&"alice", 600)?.is_denied());
     /// assert_eq!(

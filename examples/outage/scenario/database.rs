@@ -33,6 +33,9 @@ pub struct DatabaseSettings {
     pub contention: f64,
     /// The contention factor stops growing here (2.0: twice as slow).
     pub max_slowdown: f64,
+    /// Every query takes this many times its cost (the scenario's
+    /// `Settings::slowdown`; 1.0 for the costs below).
+    pub slowdown: f64,
 }
 
 impl Default for DatabaseSettings {
@@ -41,6 +44,7 @@ impl Default for DatabaseSettings {
             pool: 8,
             contention: 0.25,
             max_slowdown: 2.0,
+            slowdown: 1.0,
         }
     }
 }
@@ -183,7 +187,9 @@ impl Database {
         let pools_waiting = queue as f64 / inner.settings.pool as f64;
         let slowdown =
             (1.0 + inner.settings.contention * pools_waiting).min(inner.settings.max_slowdown);
-        let cost = query.base_cost().mul_f64(slowdown);
+        let cost = query
+            .base_cost()
+            .mul_f64(slowdown * inner.settings.slowdown);
         let running = inner.running.fetch_add(1, Ordering::Relaxed) + 1;
         inner.max_running.fetch_max(running, Ordering::Relaxed);
 

@@ -69,6 +69,8 @@ pub enum SettingsError {
     PeakRps(f64),
     /// The client timeout must be between 100 ms and 60 s.
     ClientTimeout(Duration),
+    /// The slowdown must be between 1 and 16.
+    Slowdown(f64),
 }
 
 impl fmt::Display for SettingsError {
@@ -88,6 +90,7 @@ impl fmt::Display for SettingsError {
             SettingsError::ClientTimeout(d) => {
                 write!(f, "client timeout must be 100 ms to 60 s, got {:?}", d)
             }
+            SettingsError::Slowdown(s) => write!(f, "slowdown must be 1 to 16, got {s}"),
         }
     }
 }
@@ -111,6 +114,15 @@ pub struct Settings {
     pub client_timeout: Duration,
     /// Seeds the traffic plan; both modes replay the same plan.
     pub seed: u64,
+    /// The same scenario in a world this many times slower (1: the demo):
+    /// the crowd sends this many times fewer requests, every query takes
+    /// this many times as long, and the shop's rate limits and waits follow.
+    /// As many requests are in flight at once as at 1 (arrival rate times
+    /// latency), so the database queues and the shedder decides as it does
+    /// at 1, from a fraction of the requests, and so of the CPU. The test
+    /// runs slowed down so that on a busy machine the delays of a starved
+    /// scheduler stay small beside the queries' times.
+    pub slowdown: f64,
 }
 
 impl Settings {
@@ -122,6 +134,7 @@ impl Settings {
             spike,
             client_timeout: Duration::from_secs(5),
             seed: 0x5EED_F0AA_6E00,
+            slowdown: 1.0,
         }
         .validated()
     }
@@ -129,6 +142,13 @@ impl Settings {
     /// The same settings with another client timeout.
     pub fn with_client_timeout(mut self, timeout: Duration) -> Result<Self, SettingsError> {
         self.client_timeout = timeout;
+        self.validated()
+    }
+
+    /// The same settings in a world `slowdown` times slower (see
+    /// [`Settings::slowdown`]).
+    pub fn with_slowdown(mut self, slowdown: f64) -> Result<Self, SettingsError> {
+        self.slowdown = slowdown;
         self.validated()
     }
 
@@ -148,6 +168,9 @@ impl Settings {
         }
         if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&self.client_timeout) {
             return Err(SettingsError::ClientTimeout(self.client_timeout));
+        }
+        if !(1.0..=16.0).contains(&self.slowdown) {
+            return Err(SettingsError::Slowdown(self.slowdown));
         }
         Ok(self)
     }
@@ -173,8 +196,11 @@ pub fn run(
         .build()?;
     let result = runtime.block_on(async {
         let plan = traffic::plan(settings);
-        let database = database::Database::new(database::DatabaseSettings::default());
-        let shop = shop::start(mode, database.clone()).await?;
+        let database = database::Database::new(database::DatabaseSettings {
+            slowdown: settings.slowdown,
+            ..Default::default()
+        });
+        let shop = shop::start_with(mode, database.clone(), None, settings.slowdown).await?;
         let played = client::play(settings, &plan, &shop, progress).await;
         Ok::<_, std::io::Error>(results::Run::new(
             mode,

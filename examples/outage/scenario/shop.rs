@@ -53,6 +53,8 @@ const PER_CLIENT_BURST: u32 = 20;
 /// The whole shop's quota: what a load test showed it serves well.
 const GLOBAL_RPS: u32 = 3_000;
 const GLOBAL_BURST: u32 = 600;
+/// How long a query may wait in the shedder's queue.
+const QUEUE_DEADLINE: Duration = Duration::from_millis(250);
 
 /// A check every checkout passes before it reaches the database: `None`
 /// lets it through, `Some(wait)` refuses it with 429 and `Retry-After`. The
@@ -135,24 +137,29 @@ impl RunningShop {
 
 /// Starts the shop for `mode` on 127.0.0.1 with an ephemeral port.
 pub async fn start(mode: Mode, db: Database) -> std::io::Result<RunningShop> {
-    start_with(mode, db, None).await
+    start_with(mode, db, None, 1.0).await
 }
 
-/// As [`start`], with a gate in front of every checkout.
+/// As [`start`], with a gate in front of every checkout, and with rate
+/// limits `slowdown` times slower and waits `slowdown` times longer, for a
+/// database `slowdown` times slower (see `Settings::slowdown`).
 pub async fn start_with(
     mode: Mode,
     db: Database,
     checkout_gate: Option<CheckoutGate>,
+    slowdown: f64,
 ) -> std::io::Result<RunningShop> {
     let protection = match mode {
         Mode::Unprotected => None,
-        Mode::Protected => Some(Arc::new(Protection::new().map_err(std::io::Error::other)?)),
+        Mode::Protected => Some(Arc::new(
+            Protection::new(slowdown).map_err(std::io::Error::other)?,
+        )),
     };
     // The unprotected shop runs the same shedder in shadow mode: it admits
     // everything, but its saturation signal shows what it would have done.
     let shedder = match &protection {
         Some(guard) => guard.shedder.clone(),
-        None => database_shedder(true).map_err(std::io::Error::other)?,
+        None => database_shedder(true, slowdown).map_err(std::io::Error::other)?,
     };
     let shop = Shop {
         db,
@@ -211,10 +218,11 @@ fn prometheus() -> Option<PrometheusHandle> {
 /// connection included) before latency climbs, and never goes below 10, so
 /// a fifth of it (2) stays reserved for checkouts. A short queue takes
 /// bursts; a standing queue turns LIFO and fails stale requests fast.
-fn database_shedder(shadow: bool) -> Result<Shedder, surgeguard::shed::BuildError> {
+/// (`slowdown`: the queue's deadline follows a slower database.)
+fn database_shedder(shadow: bool, slowdown: f64) -> Result<Shedder, surgeguard::shed::BuildError> {
     Shedder::builder()
         .limit(AdaptiveLimit::gradient().min(10).initial(16).max(64))
-        .queue(256, Duration::from_millis(250))
+        .queue(256, QUEUE_DEADLINE.mul_f64(slowdown))
         .shadow(shadow)
         .build()
 }
@@ -234,19 +242,15 @@ struct Protection {
     shedder: Shedder,
     products: Cache<u32, Arc<str>>,
     responses: ResponseCacheLayer,
+    /// Rate limits run this many times slower.
+    slowdown: f64,
 }
 
 impl Protection {
-    fn new() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        // The database has 8 connections; the limit learns how many queries
-        // may be in flight (waiting for a connection included) before
-        // latency climbs, and never goes below 10, so a fifth of it (2)
-        // stays reserved for checkouts. A short queue takes bursts; a standing queue turns
-        // LIFO and fails stale requests fast.
-        let shedder = Shedder::builder()
-            .limit(AdaptiveLimit::gradient().min(10).initial(16).max(64))
-            .queue(256, Duration::from_millis(250))
-            .build()?;
+    fn new(slowdown: f64) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        // See database_shedder: a limit learnt from latency, never below
+        // 10, a fifth of it kept for checkouts, and a short queue.
+        let shedder = database_shedder(false, slowdown)?;
         // Product rows: hot ones are refreshed in the background before
         // they expire, so a popular product never misses; if the database
         // refuses, a row up to a minute old is better than an error page.
@@ -256,7 +260,7 @@ impl Protection {
             .refresh_after(Duration::from_secs(5))
             .stale_while_revalidate(Duration::from_secs(10))
             .stale_if_error(Duration::from_secs(60))
-            .load_timeout(Duration::from_secs(2))
+            .load_timeout(Duration::from_secs(2).mul_f64(slowdown))
             .build()?;
         let responses = ResponseCacheLayer::builder()
             .max_bytes(16 << 20)
@@ -267,7 +271,16 @@ impl Protection {
             shedder,
             products,
             responses,
+            slowdown,
         })
+    }
+
+    /// `count` requests a second with bursts of `burst`, in a world
+    /// `slowdown` times slower: both divided by it (the run's phases last
+    /// as long, so a burst spent over a phase is a k-th as many requests).
+    fn quota(&self, count: u32, burst: u32) -> Result<Quota, surgeguard::limit::QuotaError> {
+        let burst = (f64::from(burst) / self.slowdown).round().max(1.0) as u32;
+        Quota::with_period(count, Duration::from_secs_f64(self.slowdown))?.burst(burst)
     }
 
     /// The layers a user adds to the router: rate limits outside (a
@@ -275,16 +288,14 @@ impl Protection {
     fn wrap(&self, routes: Router) -> std::io::Result<Router> {
         let invalid = |e: Box<dyn std::error::Error + Send + Sync>| std::io::Error::other(e);
         let per_client = Gcra::keyed(
-            Quota::per_second(PER_CLIENT_RPS)
-                .and_then(|q| q.burst(PER_CLIENT_BURST))
+            self.quota(PER_CLIENT_RPS, PER_CLIENT_BURST)
                 .map_err(|e| invalid(e.into()))?,
         )
         .max_keys(100_000)
         .build()
         .map_err(|e| invalid(e.into()))?;
         let global = Gcra::direct(
-            Quota::per_second(GLOBAL_RPS)
-                .and_then(|q| q.burst(GLOBAL_BURST))
+            self.quota(GLOBAL_RPS, GLOBAL_BURST)
                 .map_err(|e| invalid(e.into()))?,
         )
         .build()

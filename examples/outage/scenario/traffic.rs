@@ -150,12 +150,13 @@ pub fn phase_at(settings: &Settings, at: Duration) -> Phase {
     }
 }
 
-/// The shoppers' scheduled rate at `at`.
+/// The shoppers' scheduled rate at `at` (divided by the slowdown).
 fn shopper_rate(settings: &Settings, at: Duration) -> f64 {
-    match phase_at(settings, at) {
+    let rate = match phase_at(settings, at) {
         Phase::Spike => settings.peak_rps() * (1.0 - ABUSIVE_SHARE),
         Phase::Baseline | Phase::Recovery => settings.baseline_rps,
-    }
+    };
+    rate / settings.slowdown
 }
 
 /// Every request of a run, in the order they are due.
@@ -187,7 +188,7 @@ pub fn plan(settings: &Settings) -> Vec<Planned> {
     }
 
     let (from, to) = (SPIKE_WINDOW.0 * end, SPIKE_WINDOW.1 * end);
-    let per_abuser = settings.peak_rps() * ABUSIVE_SHARE / f64::from(ABUSERS);
+    let per_abuser = settings.peak_rps() * ABUSIVE_SHARE / f64::from(ABUSERS) / settings.slowdown;
     for abuser in 1..=ABUSERS {
         let mut t = from;
         loop {
