@@ -92,6 +92,47 @@ fn the_protected_shop_answers_everyone_and_keeps_the_database_within_its_pool() 
     assert!(protection.product_cache_hit_ratio > 0.0);
 }
 
+/// The issue-19 spike: 20x the baseline for 3 s, slowed down as
+/// [`short_run`] is.
+fn twenty_times_run() -> Settings {
+    Settings::new(Duration::from_secs(5), 100.0, 20.0)
+        .and_then(|s| s.with_client_timeout(Duration::from_secs(3)))
+        .and_then(|s| s.with_slowdown(4.0))
+        .unwrap()
+}
+
+#[test]
+fn at_a_20x_spike_the_protected_shop_answers_everyone_and_checkouts_get_through() {
+    let settings = twenty_times_run();
+    let run = run(&settings, Mode::Protected);
+    let s = &run.summary;
+    assert_eq!(s.accounted(), s.sent);
+    assert_eq!(s.timed_out, 0, "{s:?}");
+    assert_eq!(s.failed, 0, "{s:?}");
+    assert!(s.db_max_concurrent <= s.db_pool, "{s:?}");
+    assert_eq!(s.refusals_without_retry_after, 0);
+    // Far past capacity: the shop must refuse work, and it refuses the
+    // least important first.
+    assert!(s.shed > 0, "{s:?}");
+    assert!(
+        s.by_page.search.shed > s.by_page.product.shed,
+        "{:?}",
+        s.by_page
+    );
+    assert!(s.checkouts > 0);
+    assert!(
+        s.checkout_success_rate >= 0.99,
+        "checkouts are Critical: {} of {} succeeded",
+        s.checkouts_succeeded,
+        s.checkouts
+    );
+    let protection = run.protection.as_ref().expect("protected run");
+    // A full queue makes way for a Critical request: whatever the timing,
+    // no checkout is refused because browsing filled the queue.
+    let [_, queue_full, _] = protection.critical_refused;
+    assert_eq!(queue_full, 0, "{protection:?}");
+}
+
 #[test]
 fn the_unprotected_shop_saturates_its_database() {
     let settings = short_run();
