@@ -912,7 +912,7 @@ impl Steps {
 fn many_threads_never_exceed_a_cap_leak_a_slot_or_strand_a_waiter() {
     const LIMIT: u32 = 5;
     const THREADS: u64 = 4;
-    const STEPS: usize = 3_000;
+    const STEPS: usize = 20_000;
     let clock = ManualClock::new();
     let shedder = Shedder::builder()
         .max_concurrency(LIMIT)
