@@ -56,24 +56,31 @@ impl Shedder {
             waiter,
             settled: false,
         };
-        let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        // The timer and the moment (on the shedder's clock) it was set for.
+        let mut timer: Option<(u64, Pin<Box<tokio::time::Sleep>>)> = None;
         poll_fn(|cx| loop {
             match queued.waiter.register(cx.waker()) {
                 WaitState::Waiting => {}
                 settled => return Poll::Ready(queued.settle(settled)),
             }
             let now = inner.clock.now().as_nanos();
-            let deadline = queue.deadline(&queued.waiter, now);
+            let (deadline, wake) = queue.deadline_and_wake(&queued.waiter, now);
             if now >= deadline {
                 let settled = queued.leave();
                 return Poll::Ready(queued.settle(settled));
             }
-            // Sleep until the deadline as the clock sees it now; a clock
-            // that moves differently (a manual one) is re-read on waking.
-            let left = Duration::from_nanos(deadline - now);
-            let sleep = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(left)));
-            if sleep.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
+            // Sleep until the next moment the wait may end, as the clock
+            // sees it now; a clock that moves differently (a manual one) is
+            // re-read on waking. A moment that moved (the line started or
+            // stopped standing) sets a new timer.
+            if timer.as_ref().is_none_or(|(at, _)| *at != wake) {
+                let left = Duration::from_nanos(wake.saturating_sub(now).max(1));
+                timer = Some((wake, Box::pin(tokio::time::sleep(left))));
+            }
+            if let Some((_, sleep)) = timer.as_mut() {
+                if sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
             }
             timer = None;
         })

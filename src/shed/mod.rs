@@ -73,8 +73,10 @@
 //!   but at most Normal's cap less 1; Normal's cap when `m` is 0.
 //!
 //! So from a limit of 2 up Critical always keeps a slot Normal cannot
-//! take, from 3 up Sheddable always gets strictly less than Normal, every
-//! priority gets at least one slot (a limit of 1 serves whoever comes
+//! take; Sheddable gets strictly less than Normal whenever Normal's cap is
+//! 2 or more (with the default shares, from a limit of 3 up; a reserve of
+//! two thirds or more leaves Normal one slot at a limit of 3, and then
+//! Sheddable gets that one too); every priority gets at least one slot (a limit of 1 serves whoever comes
 //! first), and no cap falls as the limit rises. Once `floor(L × r)` and
 //! `floor(L × m)` are 1 or more (with the default shares, from a limit of
 //! 10 up) the caps are the nominal shares rounded down, `L - floor(L × r)`

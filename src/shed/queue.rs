@@ -29,13 +29,18 @@
 //! with the full deadline again.
 //!
 //! **A line that sheds keeps standing**: one that turned a waiter away
-//! (past its deadline, displaced, gone) in the last 100 ms stands even if
-//! it just emptied, as CoDel (Nichols and Jacobson, ACM Queue 2012; RFC
+//! (past its deadline, or displaced; a cancelled request is its client
+//! leaving, which does not count) in the last 100 ms stands even if it
+//! just emptied, as CoDel (Nichols and Jacobson, ACM Queue 2012; RFC
 //! 8289) stays in its dropping state until delay is back under target.
 //! Emptied by its own refusals, a line has not caught up with its
 //! arrivals; judged by emptiness alone, it would flip back to FIFO with the
 //! full wait at once, and the next waiters would sit through long waits
-//! until it had stood for 100 ms again.
+//! until it had stood for 100 ms again. A line that starts standing cuts
+//! its waiters' deadlines at once: those already past the short wait are
+//! turned away then, and a waiter whose line may start standing by staying
+//! non-empty sets its timer for that moment, so nobody waits past the
+//! deadline the line's state gives it.
 //!
 //! **Each line stands or not on its own**, as fq_codel (RFC 8290) runs
 //! CoDel per flow queue rather than on the link: a standing line of
@@ -147,7 +152,7 @@ struct QueueState {
     /// When each line was last empty, nanoseconds (indexed like `lines`).
     last_empty: [u64; 3],
     /// Each line stands at least until this time, nanoseconds: it turned a
-    /// waiter away (past its deadline, displaced, gone) less than
+    /// waiter away (past its deadline, or displaced) less than
     /// [`STANDING_AFTER`] ago.
     shedding_until: [u64; 3],
 }
@@ -212,10 +217,22 @@ impl WaitQueue {
         }
     }
 
-    /// When `waiter` must give up, given the queue's state at `now`.
-    pub(crate) fn deadline(&self, waiter: &Waiter, now: u64) -> u64 {
-        let standing = self.inner.lock().is_standing(lane(waiter.priority), now);
-        self.deadline_in(waiter, standing)
+    /// When `waiter` must give up, given the queue's state at `now`, and
+    /// when it must look again: its deadline, or, if its line does not
+    /// stand yet, the moment the line would start standing by staying
+    /// non-empty, which cuts the deadline without any event to wake the
+    /// waiter. (A line that starts standing by turning a waiter away
+    /// expires its overdue waiters itself.)
+    pub(crate) fn deadline_and_wake(&self, waiter: &Waiter, now: u64) -> (u64, u64) {
+        let state = self.inner.lock();
+        let lane = lane(waiter.priority);
+        let standing = state.is_standing(lane, now);
+        let deadline = self.deadline_in(waiter, standing);
+        if standing {
+            return (deadline, deadline);
+        }
+        let onset = state.last_empty[lane].saturating_add(STANDING_AFTER + 1);
+        (deadline, deadline.min(onset.max(now)))
     }
 
     fn deadline_in(&self, waiter: &Waiter, standing: bool) -> u64 {
@@ -283,8 +300,31 @@ impl LockedQueue<'_> {
         if let Some(displaced) = displaced {
             displaced.settle(WaitState::Displaced, 0);
             self.state.turned_away(lesser, now);
+            self.expire_overdue(lesser, now);
         }
         true
+    }
+
+    /// Takes out of line `lane` every waiter past its deadline at `now`,
+    /// oldest first (a line's deadlines grow with its waiters' age). Each
+    /// one turned away may make the line stand, which shortens the
+    /// deadlines of those behind it, so standing is judged again each time:
+    /// otherwise whether a waiter had to go would depend on the order in
+    /// which the waiters' own timers happened to fire.
+    fn expire_overdue(&mut self, lane: usize, now: u64) {
+        let queue = self.queue;
+        loop {
+            let standing = self.state.is_standing(lane, now);
+            let line = &mut self.state.lines[lane];
+            match line.front() {
+                Some(oldest) if queue.deadline_in(oldest, standing) <= now => {}
+                _ => break,
+            }
+            if let Some(expired) = line.pop_front() {
+                expired.settle(WaitState::Expired, 0);
+                self.state.turned_away(lane, now);
+            }
+        }
     }
 
     /// Room has appeared at `now`: grants waiters in the queue's order
@@ -292,24 +332,15 @@ impl LockedQueue<'_> {
     /// slot and answers the in-flight count, itself included); overdue
     /// waiters leave on the way.
     pub(crate) fn serve(&mut self, now: u64, mut take: impl FnMut(Priority) -> Option<u32>) {
-        let queue = self.queue;
         // Cleared once a waiter does not fit: no lesser one can (the caps
         // shrink with priority), so the lesser lines only expire.
         let mut room = true;
         for lane in 0..3 {
-            let state = &mut *self.state;
-            let standing = state.is_standing(lane, now);
-            let line = &mut state.lines[lane];
-            // Overdue waiters leave (the oldest are at the front).
-            while let Some(oldest) = line.front() {
-                if queue.deadline_in(oldest, standing) > now {
-                    break;
-                }
-                if let Some(expired) = line.pop_front() {
-                    expired.settle(WaitState::Expired, 0);
-                    state.shedding_until[lane] = now.saturating_add(STANDING_AFTER);
-                }
-            }
+            self.expire_overdue(lane, now);
+            // Whether it stands after its overdue waiters left, since
+            // turning them away may have made it stand.
+            let standing = self.state.is_standing(lane, now);
+            let line = &mut self.state.lines[lane];
             while room {
                 let next = if standing { line.back() } else { line.front() };
                 let Some(waiter) = next else { break };
@@ -337,11 +368,19 @@ impl LockedQueue<'_> {
         // Under the queue lock nobody can grant or displace it meanwhile.
         let state = waiter.state();
         if state == WaitState::Waiting {
-            let line = &mut self.state.lines[lane(waiter.priority)];
+            let lane = lane(waiter.priority);
+            let standing = self.state.is_standing(lane, now);
+            let line = &mut self.state.lines[lane];
             if let Some(index) = line.iter().position(|w| Arc::ptr_eq(w, waiter)) {
                 line.remove(index);
             }
-            self.state.turned_away(lane(waiter.priority), now);
+            // Past its deadline, the queue turned it away; before it, its
+            // client left (a cancelled request), which says nothing about
+            // whether the line keeps up.
+            if self.queue.deadline_in(waiter, standing) <= now {
+                self.state.turned_away(lane, now);
+                self.expire_overdue(lane, now);
+            }
             self.note_len(now);
             waiter.settle(WaitState::Expired, 0);
             return WaitState::Expired;
