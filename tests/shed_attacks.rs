@@ -7,34 +7,19 @@
 //! asserts only invariants.
 #![cfg(feature = "tokio")]
 
+mod shed_support;
+
 use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 use std::time::Duration;
 
 use proptest::prelude::*;
+use shed_support::{acquiring, dialled, poll_once, Acquiring};
 use surgeguard::clock::{Clock, Instant, ManualClock};
-use surgeguard::shed::{
-    LimitAlgorithm, Outcome, Permit, Priority, RejectReason, Rejected, Sample, Shedder,
-};
-
-type Acquiring = Pin<Box<dyn Future<Output = Result<Permit, Rejected>> + Send>>;
+use surgeguard::shed::{LimitAlgorithm, Outcome, Permit, Priority, RejectReason, Sample, Shedder};
 
 const PRIORITIES: [Priority; 3] = [Priority::Critical, Priority::Normal, Priority::Sheddable];
-
-fn acquiring(shedder: &Shedder, priority: Priority) -> Acquiring {
-    let shedder = shedder.clone();
-    Box::pin(async move { shedder.acquire(priority).await })
-}
-
-fn poll_once(future: &mut Acquiring) -> Poll<Result<Permit, Rejected>> {
-    future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-}
 
 /// A new waiter of `priority`, which must be left waiting.
 fn queued(shedder: &Shedder, priority: Priority) -> Acquiring {
@@ -55,32 +40,6 @@ fn refused(waiter: &mut Acquiring) -> RejectReason {
         Poll::Ready(Err(rejected)) => rejected.reason(),
         other => panic!("the waiter should be refused, not {other:?}"),
     }
-}
-
-/// A limit the test turns like a dial: every recorded permit sets the
-/// shedder's limit to the dial's value.
-#[derive(Debug)]
-struct Dial(Arc<AtomicU32>);
-
-impl LimitAlgorithm for Dial {
-    fn limit(&self) -> u32 {
-        self.0.load(Ordering::SeqCst)
-    }
-    fn update(&mut self, _: Sample) -> u32 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-/// A dialled shedder with the default shares and a queue of `capacity`.
-fn dialled(initial: u32, capacity: usize, clock: &ManualClock) -> (Shedder, Arc<AtomicU32>) {
-    let dial = Arc::new(AtomicU32::new(initial));
-    let shedder = Shedder::builder()
-        .custom_limit(Dial(Arc::clone(&dial)))
-        .queue(capacity, Duration::from_millis(800))
-        .clock(clock.clone())
-        .build()
-        .unwrap();
-    (shedder, dial)
 }
 
 /// Turns the dial to `limit` and records `permit`: the limit moves, then
@@ -499,38 +458,6 @@ async fn a_clock_moving_backwards_neither_panics_nor_strands_a_waiter() {
     drop(permit);
     drop(granted(&mut young));
     assert_eq!((shedder.in_flight(), shedder.stats().queued), (0, 0));
-}
-
-/// The documented table (shed module docs and README), read back from the
-/// shedder itself by filling each priority's cap.
-#[test]
-fn the_documented_cap_table_is_what_the_shedder_admits() {
-    let table: [(u32, u32, u32); 14] = [
-        (1, 1, 1),
-        (2, 1, 1),
-        (3, 2, 1),
-        (4, 3, 2),
-        (5, 4, 3),
-        (6, 5, 4),
-        (7, 6, 5),
-        (8, 7, 6),
-        (9, 8, 7),
-        (10, 8, 7),
-        (20, 16, 14),
-        (50, 40, 35),
-        (100, 80, 70),
-        (1_000, 800, 700),
-    ];
-    for (limit, normal, sheddable) in table {
-        let shedder = Shedder::builder().max_concurrency(limit).build().unwrap();
-        assert_eq!(
-            admitted(&shedder, Priority::Sheddable),
-            sheddable,
-            "{limit}"
-        );
-        assert_eq!(admitted(&shedder, Priority::Normal), normal, "{limit}");
-        assert_eq!(admitted(&shedder, Priority::Critical), limit, "{limit}");
-    }
 }
 
 /// The docs (shed module) once said "from 3 up Sheddable always gets

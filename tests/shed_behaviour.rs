@@ -2,6 +2,8 @@
 //! are never leaked: released on drop, on panic and on cancellation, with
 //! the in-flight count never above the limit.
 
+mod shed_support;
+
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Barrier};
@@ -9,6 +11,7 @@ use std::thread;
 use std::time::Duration;
 
 use proptest::prelude::*;
+use shed_support::default_cap;
 use surgeguard::clock::ManualClock;
 use surgeguard::shed::{Outcome, Permit, Priority, Rejected, Shedder};
 
@@ -19,27 +22,6 @@ fn public_types_are_send_and_sync() {
     assert_send_sync::<Shedder>();
     assert_send_sync::<Permit>();
     assert_send_sync::<Rejected>();
-}
-
-/// How many may be in flight for a new request of each priority to enter
-/// (the documented rule, with the default shares): Critical the whole
-/// limit; Normal all but `max(1, floor(20 %))` slots; Sheddable all but
-/// `floor(30 %)`, and at least one fewer than Normal; neither takes a
-/// priority's last slot.
-fn model_cap(limit: u32, priority: Priority) -> u32 {
-    let reserve = (limit / 5).max(1).min(limit - 1);
-    let normal = limit - reserve;
-    match priority {
-        Priority::Critical => limit,
-        Priority::Normal => normal,
-        Priority::Sheddable => {
-            normal
-                - (limit * 3 / 10)
-                    .saturating_sub(reserve)
-                    .max(1)
-                    .min(normal - 1)
-        }
-    }
 }
 
 fn priority_from(index: u8) -> Priority {
@@ -59,7 +41,7 @@ proptest! {
         for (acquire, priority, pick) in operations {
             if acquire || held.is_empty() {
                 let priority = priority_from(priority);
-                let room = (held.len() as u32) < model_cap(limit, priority);
+                let room = (held.len() as u32) < default_cap(limit, priority);
                 match shedder.try_acquire(priority) {
                     Ok(permit) => {
                         prop_assert!(room, "admitted {priority:?} with {} held", held.len());

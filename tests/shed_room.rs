@@ -5,31 +5,15 @@
 //! by hand on a `ManualClock`: nothing sleeps.
 #![cfg(feature = "tokio")]
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+mod shed_support;
+
+use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Duration;
 
+use shed_support::{acquiring, dialled, poll_once, Acquiring};
 use surgeguard::clock::ManualClock;
-use surgeguard::shed::{
-    AdaptiveLimit, LimitAlgorithm, Outcome, Permit, Priority, RejectReason, Rejected, Sample,
-    Shedder,
-};
-
-type Acquiring = Pin<Box<dyn Future<Output = Result<Permit, Rejected>> + Send>>;
-
-fn acquiring(shedder: &Shedder, priority: Priority) -> Acquiring {
-    let shedder = shedder.clone();
-    Box::pin(async move { shedder.acquire(priority).await })
-}
-
-fn poll_once(future: &mut Acquiring) -> Poll<Result<Permit, Rejected>> {
-    future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-}
+use surgeguard::shed::{AdaptiveLimit, Outcome, Permit, Priority, RejectReason, Shedder};
 
 /// Queues `count` waiters of `priority`; each must be left waiting.
 fn queue_up(shedder: &Shedder, priority: Priority, count: usize) -> Vec<Acquiring> {
@@ -40,31 +24,6 @@ fn queue_up(shedder: &Shedder, priority: Priority, count: usize) -> Vec<Acquirin
             waiter
         })
         .collect()
-}
-
-/// A limit the test turns like a dial: every recorded permit sets the
-/// shedder's limit to the dial's value.
-#[derive(Debug)]
-struct Dial(Arc<AtomicU32>);
-
-impl LimitAlgorithm for Dial {
-    fn limit(&self) -> u32 {
-        self.0.load(Ordering::SeqCst)
-    }
-    fn update(&mut self, _: Sample) -> u32 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-fn dialled(initial: u32, clock: &ManualClock) -> (Shedder, Arc<AtomicU32>) {
-    let dial = Arc::new(AtomicU32::new(initial));
-    let shedder = Shedder::builder()
-        .custom_limit(Dial(Arc::clone(&dial)))
-        .queue(16, Duration::from_millis(800))
-        .clock(clock.clone())
-        .build()
-        .unwrap();
-    (shedder, dial)
 }
 
 #[tokio::test(start_paused = true)]
@@ -115,7 +74,7 @@ async fn a_limit_jump_from_2_to_10_admits_all_five_waiters() {
     // Default shares: at a limit of 2 Normal may hold 1 and Critical the
     // other; at 10 Normal may hold 8.
     let clock = ManualClock::new();
-    let (shedder, dial) = dialled(2, &clock);
+    let (shedder, dial) = dialled(2, 16, &clock);
     let normal = shedder.try_acquire(Priority::Normal).unwrap();
     let _critical = shedder.try_acquire(Priority::Critical).unwrap();
     let mut waiters = queue_up(&shedder, Priority::Normal, 5);
@@ -139,7 +98,7 @@ async fn a_limit_jump_from_2_to_10_admits_all_five_waiters() {
 #[tokio::test(start_paused = true)]
 async fn waiters_are_served_in_the_queue_order_critical_line_first() {
     let clock = ManualClock::new();
-    let (shedder, dial) = dialled(1, &clock);
+    let (shedder, dial) = dialled(1, 16, &clock);
     let held = shedder.try_acquire(Priority::Critical).unwrap();
     let mut normal = queue_up(&shedder, Priority::Normal, 2);
     let mut critical = queue_up(&shedder, Priority::Critical, 2);
@@ -166,7 +125,7 @@ async fn waiters_are_served_in_the_queue_order_critical_line_first() {
 #[tokio::test(start_paused = true)]
 async fn a_newcomer_of_a_higher_priority_may_pass_waiters_that_do_not_fit() {
     let clock = ManualClock::new();
-    let (shedder, _dial) = dialled(10, &clock);
+    let (shedder, _dial) = dialled(10, 16, &clock);
     // Normal's cap of 8 is used up; a Normal waiter cannot enter.
     let _held: Vec<Permit> = (0..8)
         .map(|_| shedder.try_acquire(Priority::Normal).unwrap())
@@ -185,7 +144,7 @@ async fn a_newcomer_of_a_higher_priority_may_pass_waiters_that_do_not_fit() {
 #[tokio::test(start_paused = true)]
 async fn a_lowered_limit_admits_no_waiter_past_its_cap() {
     let clock = ManualClock::new();
-    let (shedder, dial) = dialled(4, &clock);
+    let (shedder, dial) = dialled(4, 16, &clock);
     let mut held: Vec<Permit> = (0..4)
         .map(|_| shedder.try_acquire(Priority::Critical).unwrap())
         .collect();
@@ -217,7 +176,7 @@ async fn a_lowered_limit_admits_no_waiter_past_its_cap() {
 #[tokio::test(start_paused = true)]
 async fn a_waiter_cancelled_once_granted_passes_its_slot_to_the_next() {
     let clock = ManualClock::new();
-    let (shedder, _dial) = dialled(1, &clock);
+    let (shedder, _dial) = dialled(1, 16, &clock);
     let held = shedder.try_acquire(Priority::Critical).unwrap();
     let mut waiters = queue_up(&shedder, Priority::Critical, 2);
     drop(held); // granted to the first waiter...
@@ -230,7 +189,7 @@ async fn a_waiter_cancelled_once_granted_passes_its_slot_to_the_next() {
 #[tokio::test(start_paused = true)]
 async fn a_waiter_whose_deadline_passes_without_room_still_gets_deadline() {
     let clock = ManualClock::new();
-    let (shedder, _dial) = dialled(1, &clock);
+    let (shedder, _dial) = dialled(1, 16, &clock);
     let _held = shedder.try_acquire(Priority::Critical).unwrap();
     let mut waiters = queue_up(&shedder, Priority::Critical, 1);
     clock.advance(Duration::from_millis(800));

@@ -17,6 +17,8 @@
 //! Scheduling decides which operations meet, never whether a check holds.
 #![cfg(feature = "tokio")]
 
+mod shed_support;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -25,8 +27,9 @@ use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::Duration;
 
+use shed_support::{default_cap, Dial};
 use surgeguard::clock::ManualClock;
-use surgeguard::shed::{LimitAlgorithm, Outcome, Permit, Priority, Rejected, Sample, Shedder};
+use surgeguard::shed::{Outcome, Permit, Priority, Rejected, Shedder};
 
 const THREADS: usize = 4;
 const ROUNDS: usize = 150;
@@ -37,36 +40,6 @@ const MAX_LIMIT: u32 = 12;
 const ROUND_MS: u64 = 3;
 
 const PRIORITIES: [Priority; 3] = [Priority::Critical, Priority::Normal, Priority::Sheddable];
-
-/// Every recorded permit sets the limit to the dial's value.
-#[derive(Debug)]
-struct Dial(Arc<AtomicU32>);
-
-impl LimitAlgorithm for Dial {
-    fn limit(&self) -> u32 {
-        self.0.load(Ordering::SeqCst)
-    }
-    fn update(&mut self, _: Sample) -> u32 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-/// The documented cap of each priority, with the default shares.
-fn cap(limit: u32, priority: Priority) -> u32 {
-    let reserve = (limit / 5).max(1).min(limit - 1);
-    let normal = limit - reserve;
-    match priority {
-        Priority::Critical => limit,
-        Priority::Normal => normal,
-        Priority::Sheddable => {
-            normal
-                - (limit * 3 / 10)
-                    .saturating_sub(reserve)
-                    .max(1)
-                    .min(normal - 1)
-        }
-    }
-}
 
 type Acquiring = Pin<Box<dyn Future<Output = Result<Permit, Rejected>> + Send>>;
 
@@ -103,7 +76,7 @@ impl Worker {
     /// Keeps a permit after checking it was admitted within its cap.
     fn admitted(&mut self, priority: Priority, permit: Permit) {
         let highest = self.shared.highest.load(Ordering::SeqCst);
-        if permit.in_flight_at_start() > cap(highest, priority) {
+        if permit.in_flight_at_start() > default_cap(highest, priority) {
             self.shared.violations.lock().unwrap().push(format!(
                 "{priority:?} admitted as request {} under a limit of at most {highest}",
                 permit.in_flight_at_start()
@@ -259,11 +232,11 @@ fn no_waiter_expires_beside_a_free_slot_while_the_limit_moves() {
         for priority in PRIORITIES {
             let count = waiting[priority as usize];
             assert!(
-                count == 0 || stats.in_flight >= cap(limit, priority),
+                count == 0 || stats.in_flight >= default_cap(limit, priority),
                 "round {round}: {count} {priority:?} waiters queued with {} in flight \
                  under a limit of {limit} (cap {})",
                 stats.in_flight,
-                cap(limit, priority),
+                default_cap(limit, priority),
             );
         }
         shared.highest.store(limit, Ordering::SeqCst);
