@@ -73,14 +73,15 @@ impl Shedder {
             // sees it now; a clock that moves differently (a manual one) is
             // re-read on waking. A moment that moved (the line started or
             // stopped standing) sets a new timer.
-            if timer.as_ref().is_none_or(|(at, _)| *at != wake) {
-                let left = Duration::from_nanos(wake.saturating_sub(now).max(1));
-                timer = Some((wake, Box::pin(tokio::time::sleep(left))));
-            }
-            if let Some((_, sleep)) = timer.as_mut() {
-                if sleep.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
+            let sleep = match &mut timer {
+                Some((at, sleep)) if *at == wake => sleep,
+                slot => {
+                    let left = Duration::from_nanos(wake.saturating_sub(now).max(1));
+                    &mut slot.insert((wake, Box::pin(tokio::time::sleep(left)))).1
                 }
+            };
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
             }
             timer = None;
         })
