@@ -143,7 +143,13 @@ fn both_bounds_set_and_contradicting_is_an_error_that_says_what_to_change() {
 
 #[test]
 fn absurd_bounds_are_errors_not_panics() {
-    for max_bytes in [0, 1, 4096] {
+    // The least accepted bound builds, with a body limit that fits it.
+    let least = ResponseCacheLayer::builder()
+        .max_bytes(8 << 10)
+        .build()
+        .unwrap();
+    assert_eq!(least.max_body_bytes(), 512);
+    for max_bytes in [0, 1, 4096, (8 << 10) - 1] {
         let error = ResponseCacheLayer::builder()
             .max_bytes(max_bytes)
             .build()
@@ -157,10 +163,13 @@ fn absurd_bounds_are_errors_not_panics() {
         .max_body_bytes(usize::MAX)
         .build()
         .unwrap_err();
-    assert!(matches!(
-        too_big,
-        ResponseCacheBuildError::BodyLimitTooLarge { .. }
-    ));
+    assert!(
+        matches!(
+            too_big,
+            ResponseCacheBuildError::BodyLimitOverMaximum { .. }
+        ),
+        "raising max_bytes cannot help, so the error must not propose it: {too_big:?}"
+    );
     assert!(ResponseCacheLayer::builder()
         .max_bytes(u64::MAX)
         .build()

@@ -359,11 +359,9 @@ impl ResponseCacheBuilder {
     fn bounds(&self) -> Result<(u64, usize), ResponseCacheBuildError> {
         if let Some(max_body_bytes) = self.max_body_bytes {
             if max_body_bytes > MAX_BODY_LIMIT {
-                return Err(ResponseCacheBuildError::BodyLimitTooLarge {
+                return Err(ResponseCacheBuildError::BodyLimitOverMaximum {
                     max_body_bytes,
-                    most: MAX_BODY_LIMIT as u64,
-                    max_bytes: self.max_bytes.unwrap_or(DEFAULT_MAX_BYTES),
-                    least_max_bytes: least_max_bytes(max_body_bytes),
+                    most: MAX_BODY_LIMIT,
                 });
             }
         }
@@ -431,8 +429,7 @@ fn shards_for(max_bytes: u64, max_body_bytes: usize) -> usize {
 #[non_exhaustive]
 pub enum ResponseCacheBuildError {
     /// One body at the limit would not fit the cache (each of its shards
-    /// holds an equal part of `max_bytes`), or the body limit is over the
-    /// largest accepted (1 GiB).
+    /// holds an equal part of `max_bytes`).
     #[error("max_body_bytes {max_body_bytes} is more than one stored response may take with max_bytes {max_bytes} ({most} bytes): lower max_body_bytes to {most} or less, or raise max_bytes to {least_max_bytes} or more")]
     BodyLimitTooLarge {
         /// The body limit asked for.
@@ -443,6 +440,17 @@ pub enum ResponseCacheBuildError {
         max_bytes: u64,
         /// The least `max_bytes` that holds a body at this limit.
         least_max_bytes: u64,
+    },
+    /// The body limit is over the largest accepted, whatever `max_bytes`:
+    /// a stored entry's weight is a `u32`.
+    #[error(
+        "max_body_bytes {max_body_bytes} is over the largest body limit accepted ({most} bytes)"
+    )]
+    BodyLimitOverMaximum {
+        /// The body limit asked for.
+        max_body_bytes: usize,
+        /// The largest accepted.
+        most: usize,
     },
     /// `max_bytes` cannot hold even one small response.
     #[error("max_bytes {max_bytes} cannot hold a stored response: set it to {least} or more")]
