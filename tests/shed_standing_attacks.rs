@@ -71,7 +71,7 @@ async fn refused(waiting: Waiting) -> RejectReason {
 }
 
 // ---------------------------------------------------------------------------
-// Findings: a line that starts standing by turning a waiter away
+// A line that starts standing by turning a waiter away (found by review)
 // ---------------------------------------------------------------------------
 
 /// A waiter at 0 ms expires at 50 ms: the line has turned a waiter away,
@@ -80,7 +80,7 @@ async fn refused(waiting: Waiting) -> RejectReason {
 /// deadlines at once ... nobody waits past the deadline the line's state
 /// gives it." At 60 ms it must have been refused.
 #[tokio::test(start_paused = true)]
-async fn finding_a_line_standing_by_expiry_leaves_a_younger_waiter_on_its_full_timer() {
+async fn a_line_standing_by_expiry_cuts_a_younger_waiters_timer_to_the_short_wait() {
     let start = tokio::time::Instant::now();
     let shedder = shedder(start, 8, Duration::from_millis(50));
     let _held = shedder.try_acquire(Priority::Normal).unwrap();
@@ -105,7 +105,7 @@ async fn finding_a_line_standing_by_expiry_leaves_a_younger_waiter_on_its_full_t
 /// once (that holds), and the one from 18 ms has until 23 ms. At 30 ms it
 /// still waits.
 #[tokio::test(start_paused = true)]
-async fn finding_a_line_standing_by_displacement_leaves_a_younger_waiter_on_its_full_timer() {
+async fn a_line_standing_by_displacement_cuts_a_younger_waiters_timer_to_the_short_wait() {
     let start = tokio::time::Instant::now();
     let shedder = shedder(start, 3, Duration::from_millis(50));
     let _held = shedder.try_acquire(Priority::Critical).unwrap();
@@ -335,14 +335,14 @@ async fn a_clock_moved_backwards_neither_panics_nor_stands_the_line() {
 }
 
 /// A line sheds at 10.06 s on a manual clock, which is then set back to
-/// 1 s: on that clock nothing was turned away in the last 100 ms (the
-/// refusal lies 9 s ahead), so a new burst at 1 s is a burst: FIFO. The
-/// shedder keeps the line standing until the clock reaches 10.16 s again,
-/// and serves the newest first. (Only a faulty clock moves backwards: the
-/// `SystemClock` is monotonic; `ManualClock::set` documents going back
-/// "to test robustness against faulty clocks".)
+/// 1 s. The `Clock` docs say a reading behind an earlier one means "no
+/// time has passed", so on this clock the refusal is still recent: the
+/// line stands (LIFO, short waits) until the clock passes 10.16 s again,
+/// and a burst at 1 s is served newest first. (Only a faulty clock moves
+/// backwards: the `SystemClock` is monotonic; `ManualClock::set` documents
+/// going back "to test robustness against faulty clocks".)
 #[tokio::test(start_paused = true)]
-async fn finding_a_clock_set_back_keeps_a_line_standing_for_the_whole_jump() {
+async fn a_clock_set_back_counts_as_no_time_passed_since_a_turn_away() {
     let clock = ManualClock::new();
     clock.set(Instant::from_nanos(10_000_000_000));
     let shedder = Shedder::builder()
@@ -367,14 +367,15 @@ async fn finding_a_clock_set_back_keeps_a_line_standing_for_the_whole_jump() {
     assert!(poll_once(&mut newer).is_pending());
     clock.set(Instant::from_nanos(1_002_000_000));
     drop(held);
-    let Poll::Ready(Ok(_served)) = poll_once(&mut older) else {
+    let Poll::Ready(Ok(_served)) = poll_once(&mut newer) else {
         panic!(
-            "no waiter was turned away in the clock's last 100 ms, so the line is \
-             FIFO and the older waiter is served; the newer one was: {:?}",
-            poll_once(&mut newer)
+            "the line still stands (no time has passed since the refusal), so \
+             the newest waiter is served; the older one was: {:?}",
+            poll_once(&mut older)
         );
     };
-    assert!(poll_once(&mut newer).is_pending());
+    // The older one is 2 ms old, inside the short wait: it waits on.
+    assert!(poll_once(&mut older).is_pending());
 }
 
 /// Waiters at 0, 50 and 99 ms with 800 ms waits, nobody releasing: the

@@ -29,8 +29,9 @@
 //! with the full deadline again.
 //!
 //! **A line that sheds keeps standing**: one that turned a waiter away
-//! (past its deadline, or displaced; a cancelled request is its client
-//! leaving, which does not count) in the last 100 ms stands even if it
+//! (past its deadline, or displaced; a request cancelled within its wait
+//! is its client leaving, which does not count, while one dropped past its
+//! deadline was due to be turned away and does) in the last 100 ms stands even if it
 //! just emptied, as CoDel (Nichols and Jacobson, ACM Queue 2012; RFC
 //! 8289) stays in its dropping state until delay is back under target.
 //! Emptied by its own refusals, a line has not caught up with its
@@ -38,7 +39,8 @@
 //! full wait at once, and the next waiters would sit through long waits
 //! until it had stood for 100 ms again. A line that starts standing cuts
 //! its waiters' deadlines at once: those already past the short wait are
-//! turned away then, and a waiter whose line may start standing by staying
+//! turned away then, the others are woken to set their timers by it, and
+//! a waiter whose line may start standing by staying
 //! non-empty sets its timer for that moment, so nobody waits past the
 //! deadline the line's state gives it.
 //!
@@ -118,6 +120,15 @@ impl Waiter {
             }
         }
         cell.state
+    }
+
+    /// Wakes its future without settling it, so that it reads its
+    /// deadline again.
+    fn nudge(&self) {
+        let waker = self.cell.lock().waker.take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     fn settle(&self, to: WaitState, in_flight: u32) {
@@ -221,8 +232,8 @@ impl WaitQueue {
     /// when it must look again: its deadline, or, if its line does not
     /// stand yet, the moment the line would start standing by staying
     /// non-empty, which cuts the deadline without any event to wake the
-    /// waiter. (A line that starts standing by turning a waiter away
-    /// expires its overdue waiters itself.)
+    /// waiter. (A line that starts standing by turning a waiter away wakes
+    /// its waiters itself.)
     pub(crate) fn deadline_and_wake(&self, waiter: &Waiter, now: u64) -> (u64, u64) {
         let state = self.inner.lock();
         let lane = lane(waiter.priority);
@@ -299,10 +310,24 @@ impl LockedQueue<'_> {
         };
         if let Some(displaced) = displaced {
             displaced.settle(WaitState::Displaced, 0);
-            self.state.turned_away(lesser, now);
+            self.turn_away(lesser, now);
             self.expire_overdue(lesser, now);
         }
         true
+    }
+
+    /// Line `lane` turned a waiter away at `now`. If that makes it stand,
+    /// its waiters' deadlines have just shrunk to the short wait, which
+    /// their timers, set for the full one, do not know: each is woken to
+    /// look again (once per change, not per waiter turned away).
+    fn turn_away(&mut self, lane: usize, now: u64) {
+        let was_standing = self.state.is_standing(lane, now);
+        self.state.turned_away(lane, now);
+        if !was_standing {
+            for waiter in &self.state.lines[lane] {
+                waiter.nudge();
+            }
+        }
     }
 
     /// Takes out of line `lane` every waiter past its deadline at `now`,
@@ -322,7 +347,7 @@ impl LockedQueue<'_> {
             }
             if let Some(expired) = line.pop_front() {
                 expired.settle(WaitState::Expired, 0);
-                self.state.turned_away(lane, now);
+                self.turn_away(lane, now);
             }
         }
     }
@@ -378,7 +403,7 @@ impl LockedQueue<'_> {
             // client left (a cancelled request), which says nothing about
             // whether the line keeps up.
             if self.queue.deadline_in(waiter, standing) <= now {
-                self.state.turned_away(lane, now);
+                self.turn_away(lane, now);
                 self.expire_overdue(lane, now);
             }
             self.note_len(now);
