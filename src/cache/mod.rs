@@ -104,6 +104,8 @@ mod load;
 mod policy;
 mod shard;
 mod stats;
+#[cfg(feature = "tokio")]
+pub mod tier;
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -114,6 +116,8 @@ use std::time::Duration;
 pub use builder::{BuildError, CacheBuilder, MAX_DURATION, MAX_SHARDS};
 pub use load::LoadError;
 pub use stats::CacheStats;
+#[cfg(feature = "tokio")]
+pub use tier::TieredCache;
 
 use crate::clock::{duration_to_nanos, Clock};
 use expiry::{Deadlines, NEVER};
@@ -538,6 +542,18 @@ where
     /// ```
     pub fn shard_count(&self) -> usize {
         self.inner.shards.len()
+    }
+
+    /// The load timeout this cache was built with.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn load_timeout(&self) -> Option<Duration> {
+        self.inner.config.loading.load_timeout
+    }
+
+    /// The refresh age this cache was built with.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn refresh_after(&self) -> Option<Duration> {
+        self.inner.config.loading.refresh_after()
     }
 
     #[inline]

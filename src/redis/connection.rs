@@ -66,6 +66,36 @@ impl Connection {
         }
     }
 
+    /// Runs a prepared script invocation within the timeout (connecting
+    /// included), for callers whose replies are not a limiter's.
+    pub(crate) async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, Failure> {
+        let call = async {
+            let mut connection = self.connect().await?;
+            invocation.invoke_async::<T>(&mut connection).await
+        };
+        match tokio::time::timeout(self.timeout, call).await {
+            Err(_) => Err(Failure::Unavailable(format!(
+                "no answer within {:?}",
+                self.timeout
+            ))),
+            Ok(Err(error)) => Err(classify(&error)),
+            Ok(Ok(value)) => Ok(value),
+        }
+    }
+
+    /// The client, for connections of another kind (pub/sub).
+    pub(crate) fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// The per-call timeout.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Loads the scripts (and so connects), best effort: a limiter starts
     /// even if Redis is down.
     pub(crate) async fn warm_up(&self, scripts: &[&redis::Script]) {

@@ -50,6 +50,10 @@ pub enum BuildError {
         /// The quota's burst.
         burst: u32,
     },
+    /// A cache tier's key prefix holds a brace, which would break the
+    /// hash tag that keeps a key's value and lease in one cluster slot.
+    #[error("the key prefix {0:?} must not contain '{{' or '}}'")]
+    InvalidPrefix(String),
     /// The local limiter (fallback, over-limit cache) refused its settings.
     #[error("local limiter: {0}")]
     Local(#[from] crate::limit::BuildError),

@@ -56,8 +56,10 @@ mod fallback;
 mod limiter;
 mod local;
 mod scripts;
+mod tier;
 
 pub use builder::{RedisGcra, RedisLimiterBuilder, RedisWindow};
 pub use error::{BuildError, CheckError};
 pub use fallback::Fallback;
 pub use limiter::{RedisLimiter, RedisStats};
+pub use tier::{RedisTier, RedisTierBuilder, RedisTierStats};

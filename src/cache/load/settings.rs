@@ -69,6 +69,14 @@ pub(crate) struct LoadConfig<V> {
     negative: Option<(u64, IsNegative<V>)>,
 }
 
+impl<V> LoadConfig<V> {
+    /// The refresh age, for a tier in front of this cache to share.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn refresh_after(&self) -> Option<Duration> {
+        self.refresh_after.map(Duration::from_nanos)
+    }
+}
+
 impl<V> LoadSettings<V> {
     pub(crate) fn validate(self, time_to_live: Option<u64>) -> Result<LoadConfig<V>, BuildError> {
         let refresh_after = checked_duration("refresh_after", self.refresh_after)?;

@@ -1,0 +1,90 @@
+//! The backplane: one pub/sub subscription per instance, on which every
+//! `insert` and `invalidate` of the fleet is announced.
+//!
+//! Redis pub/sub delivers at most once: a message published while this
+//! instance is not subscribed is gone. So the listener is told
+//! [`Invalidation::All`] each time the subscription is made, the first
+//! time included (the cache may have stored values between being built and
+//! the subscription), and the local tier drops everything it may have
+//! missed news of.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+use crate::cache::tier::{Invalidation, InvalidationListener};
+
+/// The first wait before subscribing again after a failure, doubling to
+/// [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+const MAX_RETRY: Duration = Duration::from_secs(2);
+
+/// A message is this instance's id (8 bytes, big-endian) and the key.
+pub(super) fn message(instance: u64, key: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(8 + key.len());
+    message.extend_from_slice(&instance.to_be_bytes());
+    message.extend_from_slice(key);
+    message
+}
+
+/// Listens on `channel` until aborted, calling `listener` for each key
+/// another instance announced.
+pub(super) async fn listen(
+    client: redis::Client,
+    channel: String,
+    instance: u64,
+    timeout: Duration,
+    listener: InvalidationListener,
+    subscriptions: Arc<AtomicU64>,
+) {
+    let mut retry = FIRST_RETRY;
+    loop {
+        match subscribe(&client, &channel, timeout).await {
+            Some(pubsub) => {
+                listener(Invalidation::All);
+                // Counted after the local tier was dropped: whoever waits
+                // for the backplane may store from now on.
+                subscriptions.fetch_add(1, Ordering::Release);
+                retry = FIRST_RETRY;
+                hear(pubsub, instance, &listener).await;
+                tracing::warn!(%channel, "cache backplane lost; local copies dropped on reconnect");
+            }
+            None => tracing::debug!(%channel, "cache backplane: cannot subscribe yet"),
+        }
+        tokio::time::sleep(retry).await;
+        retry = (retry * 2).min(MAX_RETRY);
+    }
+}
+
+async fn subscribe(
+    client: &redis::Client,
+    channel: &str,
+    timeout: Duration,
+) -> Option<redis::aio::PubSub> {
+    let connect = async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        Ok::<_, redis::RedisError>(pubsub)
+    };
+    // Subscribing is not on any request's path: allow it longer than one
+    // call, but never forever.
+    match tokio::time::timeout(timeout.max(Duration::from_secs(1)), connect).await {
+        Ok(Ok(pubsub)) => Some(pubsub),
+        _ => None,
+    }
+}
+
+async fn hear(pubsub: redis::aio::PubSub, instance: u64, listener: &InvalidationListener) {
+    let mut messages = pubsub.into_on_message();
+    while let Some(message) = messages.next().await {
+        let payload = message.get_payload_bytes();
+        let Some((sender, key)) = payload.split_first_chunk::<8>() else {
+            continue;
+        };
+        if u64::from_be_bytes(*sender) != instance {
+            listener(Invalidation::Key(key));
+        }
+    }
+}
