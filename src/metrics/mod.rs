@@ -27,6 +27,13 @@
 //! | `surgeguard_cache_refreshes_total` | counter | `cache` |
 //! | `surgeguard_cache_evictions_total` | counter | `cache`, `cause` = `size` \| `expired` |
 //! | `surgeguard_cache_entries` | gauge | `cache` |
+//! | `surgeguard_cache_tier_misses_total` | counter | `cache`, `result` = `remote_hit` \| `remote_stale` \| `leased_load` \| `local_load`: how a [`TieredCache`](crate::cache::TieredCache)'s local misses were answered (the shared tier's fresh value, its stale value while another instance reloads, a load here holding the lease, a load here without the shared tier) |
+//! | `surgeguard_cache_tier_fleet_waits_total` | counter | `cache`: loads that waited for another instance's |
+//! | `surgeguard_cache_tier_lease_takeovers_total` | counter | `cache`: leases taken after another holder's ended without a value |
+//! | `surgeguard_cache_tier_decode_errors_total` | counter | `cache`: shared bytes that did not decode (each a miss) |
+//! | `surgeguard_cache_tier_too_large_total` | counter | `cache`: values kept local for their size |
+//! | `surgeguard_cache_tier_remote_errors_total` | counter | `cache`: failed calls to the shared tier |
+//! | `surgeguard_cache_tier_invalidations_total` | counter | `cache`: invalidations heard from the fleet |
 //! | `surgeguard_shed_limit` | gauge | `shedder` |
 //! | `surgeguard_shed_inflight` | gauge | `shedder` |
 //! | `surgeguard_shed_queued` | gauge | `shedder` |

@@ -80,6 +80,43 @@ impl Reporter {
         self
     }
 
+    /// Adds a [`TieredCache`](crate::cache::TieredCache) under the label
+    /// `cache = name` (feature `tokio`): its local tier as
+    /// [`cache`](Self::cache) reports a cache, and its traffic with the
+    /// shared tier.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "redis")]
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use surgeguard::cache::tier::{BigEndian, TieredCache, Utf8};
+    /// use surgeguard::cache::Cache;
+    /// use surgeguard::metrics::Reporter;
+    /// use surgeguard::redis::RedisTier;
+    ///
+    /// let local: Cache<u64, String> = Cache::builder().max_capacity(1_000).build()?;
+    /// let shared = RedisTier::builder("redis://127.0.0.1/").build().await?;
+    /// let pages = TieredCache::builder(local, shared).keys(BigEndian).values(Utf8).build()?;
+    /// let reporter = Reporter::new().tiered_cache("pages", &pages);
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "redis"))] fn main() {}
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn tiered_cache<K, V, S>(
+        mut self,
+        name: &str,
+        cache: &crate::cache::TieredCache<K, V, S>,
+    ) -> Self
+    where
+        K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+        S: std::hash::BuildHasher + Send + Sync + 'static,
+    {
+        self = self.cache(name, cache.local());
+        self.sources
+            .push(Box::new(TierMetrics::new(name, cache.clone())));
+        self
+    }
+
     /// Adds a rate limiter whose decisions are [`Counted`](crate::limit::Counted),
     /// under the label `limiter = name`; wrap it in
     /// [`Shadow`](crate::limit::Shadow) outside the count to roll it out
@@ -249,6 +286,65 @@ impl<C: CacheSource> Source for CacheMetrics<C> {
         self.entries.set(self.cache.entries() as f64);
         self.load_seconds.set(s.load_time.as_secs_f64());
         self.load_count.absolute(s.loads);
+    }
+}
+
+#[cfg(feature = "tokio")]
+struct TierMetrics<K, V, S> {
+    cache: crate::cache::TieredCache<K, V, S>,
+    remote_hit: Counter,
+    remote_stale: Counter,
+    leased_load: Counter,
+    local_load: Counter,
+    fleet_waits: Counter,
+    lease_takeovers: Counter,
+    decode_errors: Counter,
+    too_large: Counter,
+    remote_errors: Counter,
+    invalidations: Counter,
+}
+
+#[cfg(feature = "tokio")]
+impl<K, V, S> TierMetrics<K, V, S> {
+    fn new(name: &str, cache: crate::cache::TieredCache<K, V, S>) -> Self {
+        let name = name.to_owned();
+        let misses = |result: &'static str| counter!("surgeguard_cache_tier_misses_total", "cache" => name.clone(), "result" => result);
+        let named = |metric: &'static str| counter!(metric, "cache" => name.clone());
+        TierMetrics {
+            remote_hit: misses("remote_hit"),
+            remote_stale: misses("remote_stale"),
+            leased_load: misses("leased_load"),
+            local_load: misses("local_load"),
+            fleet_waits: named("surgeguard_cache_tier_fleet_waits_total"),
+            lease_takeovers: named("surgeguard_cache_tier_lease_takeovers_total"),
+            decode_errors: named("surgeguard_cache_tier_decode_errors_total"),
+            too_large: named("surgeguard_cache_tier_too_large_total"),
+            remote_errors: named("surgeguard_cache_tier_remote_errors_total"),
+            invalidations: named("surgeguard_cache_tier_invalidations_total"),
+            cache,
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<K, V, S> Source for TierMetrics<K, V, S>
+where
+    K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: std::hash::BuildHasher + Send + Sync + 'static,
+{
+    fn publish(&self) {
+        let s = self.cache.stats();
+        self.remote_hit.absolute(s.remote_hits);
+        self.remote_stale.absolute(s.remote_stale);
+        self.leased_load.absolute(s.leased_loads);
+        self.local_load.absolute(s.local_loads);
+        self.fleet_waits.absolute(s.fleet_waits);
+        self.lease_takeovers.absolute(s.lease_takeovers);
+        self.decode_errors.absolute(s.decode_errors);
+        self.too_large.absolute(s.too_large);
+        self.remote_errors.absolute(s.remote_errors);
+        self.invalidations.absolute(s.invalidations_heard);
     }
 }
 

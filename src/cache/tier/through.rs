@@ -152,21 +152,48 @@ impl<K: 'static, V: 'static> Through<K, V> {
                 return Err(error);
             }
         };
-        match self.encode_value(&value) {
-            Some(bytes) => {
-                if let Some((key, token)) = lease.disarm() {
-                    let filled = self
-                        .remote
-                        .fill(&key, &bytes, self.settings.remote_ttl, &token)
-                        .await;
-                    if filled.is_err() {
-                        TierCounters::bump(&self.counters.remote_errors);
-                    }
-                }
+        let Some(bytes) = self.encode_value(&value) else {
+            lease.give_back().await;
+            return Ok(value);
+        };
+        let Some((key, token)) = lease.disarm() else {
+            return Ok(value);
+        };
+        match self
+            .remote
+            .fill(&key, &bytes, self.settings.remote_ttl, &token)
+            .await
+        {
+            Ok(true) => Ok(value),
+            Ok(false) => Ok(self.newer_than_ours(&key, value).await),
+            Err(_) => {
+                TierCounters::bump(&self.counters.remote_errors);
+                Ok(value)
             }
-            None => lease.give_back().await,
         }
-        Ok(value)
+    }
+
+    /// The lease was lost while loading: an `insert` or `invalidate`
+    /// happened meanwhile (or the lease expired and another instance
+    /// loaded). What the tier holds now is newer than what was loaded, and
+    /// wins, as an insert during a local load does.
+    async fn newer_than_ours(&self, key: &[u8], ours: V) -> V {
+        let want = FetchRequest {
+            lease: self.settings.lease,
+            fresh_for: None,
+        };
+        match self.remote.fetch(key, want).await {
+            Ok(Fetch::Value(bytes) | Fetch::Stale(bytes)) => {
+                self.values.decode(&bytes).unwrap_or(ours)
+            }
+            // Invalidated: nothing newer to serve. A lease taken by this
+            // look is not wanted.
+            Ok(Fetch::Leased(token)) => {
+                let _ = self.remote.release(key, &token).await;
+                ours
+            }
+            Ok(Fetch::Busy { .. }) | Err(_) => ours,
+        }
     }
 
     /// The stored bytes do not decode (another version of the service, a
