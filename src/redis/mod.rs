@@ -48,6 +48,7 @@
 //! # Ok(()) }
 //! ```
 
+mod async_limit;
 mod breaker;
 mod builder;
 mod connection;
@@ -58,6 +59,7 @@ mod local;
 mod scripts;
 mod tier;
 
+pub use async_limit::RedisKey;
 pub use builder::{RedisGcra, RedisLimiterBuilder, RedisWindow};
 pub use error::{BuildError, CheckError};
 pub use fallback::Fallback;

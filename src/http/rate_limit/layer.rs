@@ -49,6 +49,16 @@ impl<L> RateLimitLayer<L, ClientIp> {
     /// ([`ClientIp::peer`]) until [`key`](Self::key) says otherwise. Every
     /// service this layer makes, and every clone of them, shares `limiter`.
     ///
+    /// `limiter` is any [`AsyncRateLimiter`](crate::limit::AsyncRateLimiter):
+    /// a local limiter is asked inline, as a function call; a
+    /// [`RedisLimiter`](crate::redis::RedisLimiter) (a limit for the whole
+    /// fleet) makes the request wait for its answer before the inner
+    /// service is called, with the same `429`, `Retry-After` and
+    /// `RateLimit` fields; [`LocalThenRemote`](crate::limit::LocalThenRemote)
+    /// asks the fleet's limit only when the local ones allow. A key the
+    /// remote limiter refuses (too long for Redis) is answered by the
+    /// [`missing_key`](Self::missing_key) policy.
+    ///
     /// ```
     /// # use surgeguard::http::RateLimitLayer;
     /// # use surgeguard::limit::{Gcra, Quota};

@@ -12,9 +12,16 @@
 //!   unless turned off; everything else about it, and any error of the
 //!   inner service, passes through unchanged.
 //!
-//! `layer.rs` builds ([`RateLimitLayer`]), `service.rs` decides (checks
-//! the limiter, answers a denial), `future.rs` finishes an allowed request
-//! (adds the `RateLimit` fields to the inner service's answer).
+//! * A limiter that answers later (Redis: one limit for the fleet) makes
+//!   the request wait for its decision; only then is the inner service
+//!   called (the one that was polled ready; a clone takes its place, so
+//!   the inner service must be `Clone`, as axum's are). A local limiter is
+//!   asked inline, with no future and no allocation.
+//!
+//! `layer.rs` builds ([`RateLimitLayer`]), `service.rs` decides (asks the
+//! limiter, answers a denial), `future.rs` waits for a remote decision and
+//! finishes an allowed request (adds the `RateLimit` fields to the inner
+//! service's answer).
 
 mod future;
 mod layer;

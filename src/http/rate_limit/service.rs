@@ -16,12 +16,18 @@ use crate::http::client_ip::ClientIp;
 use crate::http::headers;
 use crate::http::key::{KeyExtractor, MissingKey, RequestHead};
 use crate::http::problem;
-use crate::limit::{Decision, RateLimiter};
+use crate::limit::{AsyncRateLimiter, Checked, Decision};
 
 /// What every clone of one service shares: one `Arc` to bump per clone.
 pub(super) struct Shared<L, X> {
     limiter: Arc<L>,
     key: Arc<X>,
+    answers: Arc<Answers>,
+}
+
+/// How the layer answers, shared with requests waiting for a remote
+/// limiter.
+pub(super) struct Answers {
     settings: Settings,
     /// `RateLimit-Policy` as last formatted, with the limit and window it
     /// says: a limiter's policy rarely changes, so most responses reuse it.
@@ -78,21 +84,21 @@ impl<S: std::fmt::Debug, L, X: std::fmt::Debug> std::fmt::Debug for RateLimitSer
         f.debug_struct("RateLimitService")
             .field("inner", &self.inner)
             .field("key", &self.shared.key)
-            .field("settings", &self.shared.settings)
+            .field("settings", &self.shared.answers.settings)
             .finish_non_exhaustive()
     }
 }
 
 impl<S, L, X, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimitService<S, L, X>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    L: RateLimiter<X::Key>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    L: AsyncRateLimiter<X::Key>,
     X: KeyExtractor,
     ResBody: http_body::Body,
 {
     type Response = Response<GuardedBody<ResBody>>;
     type Error = S::Error;
-    type Future = RateLimitFuture<S::Future, ResBody>;
+    type Future = RateLimitFuture<S::Future, ResBody, L::Pending, S, Request<ReqBody>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -100,31 +106,20 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let shared = &*self.shared;
-        let settings = &shared.settings;
-        let key = shared.key.extract(&RequestHead::of(&request));
-        let decision = match key {
-            Some(key) => shared.limiter.check(&key),
-            None => {
-                return match settings.missing_key {
-                    MissingKey::Allow => RateLimitFuture::allowed(self.inner.call(request), None),
-                    MissingKey::Reject(status) => {
-                        let mut response = Response::new(GuardedBody::empty());
-                        *response.status_mut() = status;
-                        RateLimitFuture::answered(response)
-                    }
-                };
-            }
+        let Some(key) = shared.key.extract(&RequestHead::of(&request)) else {
+            return shared.answers.without_key(&mut self.inner, request);
         };
-        match decision {
-            Decision::Allowed { .. } => {
-                let fields = settings
-                    .headers_on_allowed
-                    .then(|| shared.fields(&decision));
-                RateLimitFuture::allowed(self.inner.call(request), fields)
-            }
-            Decision::Denied { retry_after, .. } => {
-                let fields = shared.fields(&decision);
-                RateLimitFuture::answered(denial(settings, fields, retry_after))
+        match L::begin(&shared.limiter, &key) {
+            // Every local limiter: decided now, the inner service called
+            // now; nothing is boxed or cloned.
+            Checked::Now(decision) => shared.answers.decided(decision, &mut self.inner, request),
+            // A remote limiter: the request waits for its answer with the
+            // service that was polled ready (a clone takes its place here,
+            // to be polled ready for the next request).
+            Checked::Later(pending) => {
+                let ready = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, ready);
+                RateLimitFuture::checking(pending, inner, request, Arc::clone(&shared.answers))
             }
         }
     }
@@ -135,8 +130,60 @@ impl<L, X> Shared<L, X> {
         Shared {
             limiter,
             key,
-            settings,
-            policy: OnceLock::new(),
+            answers: Arc::new(Answers {
+                settings,
+                policy: OnceLock::new(),
+            }),
+        }
+    }
+}
+
+impl Answers {
+    /// What `decision` means for `request`: the inner service's answer
+    /// (with the `RateLimit` fields) or a `429`.
+    pub(super) fn decided<S, Req, ResBody, P>(
+        &self,
+        decision: Decision,
+        inner: &mut S,
+        request: Req,
+    ) -> RateLimitFuture<S::Future, ResBody, P, S, Req>
+    where
+        S: Service<Req, Response = Response<ResBody>>,
+        ResBody: http_body::Body,
+    {
+        match decision {
+            Decision::Allowed { .. } => {
+                let fields = self
+                    .settings
+                    .headers_on_allowed
+                    .then(|| self.fields(&decision));
+                RateLimitFuture::allowed(inner.call(request), fields)
+            }
+            Decision::Denied { retry_after, .. } => {
+                let fields = self.fields(&decision);
+                RateLimitFuture::answered(denial(&self.settings, fields, retry_after))
+            }
+        }
+    }
+
+    /// A request the limiter cannot be asked about (no key, or a key the
+    /// remote limiter refused): the layer's [`MissingKey`] policy.
+    pub(super) fn without_key<S, Req, ResBody, P>(
+        &self,
+        inner: &mut S,
+        request: Req,
+    ) -> RateLimitFuture<S::Future, ResBody, P, S, Req>
+    where
+        S: Service<Req, Response = Response<ResBody>>,
+        ResBody: http_body::Body,
+    {
+        match self.settings.missing_key {
+            MissingKey::Allow => RateLimitFuture::allowed(inner.call(request), None),
+            MissingKey::Reject(status) => {
+                let mut response = Response::new(GuardedBody::empty());
+                *response.status_mut() = status;
+                RateLimitFuture::answered(response)
+            }
         }
     }
 
