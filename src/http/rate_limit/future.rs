@@ -14,7 +14,7 @@ use tower_service::Service;
 use super::service::Answers;
 use crate::http::body::GuardedBody;
 use crate::http::headers;
-use crate::limit::{Decision, NeverPending};
+use crate::limit::Decision;
 
 pin_project_lite::pin_project! {
     /// The response future of [`RateLimitService`](super::RateLimitService):
@@ -25,11 +25,22 @@ pin_project_lite::pin_project! {
     /// it will be called with.
     ///
     /// ```
-    /// # use surgeguard::http::RateLimitFuture;
+    /// use surgeguard::http::{GlobalKey, RateLimitLayer};
+    /// use surgeguard::limit::{Gcra, Quota};
+    /// use tower::{service_fn, Layer, Service};
+    ///
     /// fn is_future<F: std::future::Future>(_: &F) {}
-    /// # let _ = is_future::<RateLimitFuture<std::future::Ready<Result<http::Response<String>, ()>>, String>>;
+    /// let handler = service_fn(|_: http::Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("ok")))
+    /// });
+    /// let mut service = RateLimitLayer::new(Gcra::direct(Quota::per_second(1)?).build()?)
+    ///     .key(GlobalKey)
+    ///     .layer(handler);
+    /// let answer = service.call(http::Request::new(())); // a RateLimitFuture
+    /// is_future(&answer);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub struct RateLimitFuture<F, B, P = NeverPending, S = (), Req = ()>
+    pub struct RateLimitFuture<F, B, P, S, Req>
     where
         B: http_body::Body,
     {
