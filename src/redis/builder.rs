@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::breaker::Breaker;
-use super::connection::Connection;
+use super::connection::{Connection, Target};
 use super::fallback::{Deciding, Fallback};
 use super::limiter::{Algorithm, Counters, RedisLimiter};
 use super::local::{Leases, OverLimit};
@@ -37,7 +37,26 @@ impl RedisGcra {
     /// # Ok::<(), surgeguard::limit::QuotaError>(())
     /// ```
     pub fn builder(url: &str, quota: Quota) -> RedisLimiterBuilder {
-        RedisLimiterBuilder::new(url, quota, Algorithm::Gcra)
+        RedisLimiterBuilder::new(Nodes::Server(url.to_owned()), quota, Algorithm::Gcra)
+    }
+
+    /// A builder for a GCRA limit of `quota` on the Redis Cluster found
+    /// from `seeds` (any of its nodes; the rest are discovered). Each key
+    /// lives in one slot, so no script ever answers `CROSSSLOT`; `MOVED` and
+    /// `ASK` are followed, and a failover is ridden out by the breaker and
+    /// the fallback.
+    ///
+    /// ```
+    /// use surgeguard::limit::Quota;
+    /// use surgeguard::redis::RedisGcra;
+    /// let builder = RedisGcra::cluster(
+    ///     &["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"],
+    ///     Quota::per_second(10)?,
+    /// );
+    /// # Ok::<(), surgeguard::limit::QuotaError>(())
+    /// ```
+    pub fn cluster(seeds: &[&str], quota: Quota) -> RedisLimiterBuilder {
+        RedisLimiterBuilder::new(Nodes::cluster(seeds), quota, Algorithm::Gcra)
     }
 }
 
@@ -65,7 +84,24 @@ impl RedisWindow {
     /// # Ok::<(), surgeguard::limit::QuotaError>(())
     /// ```
     pub fn builder(url: &str, quota: Quota) -> RedisLimiterBuilder {
-        RedisLimiterBuilder::new(url, quota, Algorithm::SlidingWindow)
+        RedisLimiterBuilder::new(
+            Nodes::Server(url.to_owned()),
+            quota,
+            Algorithm::SlidingWindow,
+        )
+    }
+
+    /// A builder for a sliding-window limit of `quota` on the Redis Cluster
+    /// found from `seeds` (see [`RedisGcra::cluster`]).
+    ///
+    /// ```
+    /// use surgeguard::limit::Quota;
+    /// use surgeguard::redis::RedisWindow;
+    /// let builder = RedisWindow::cluster(&["redis://10.0.0.1:7000"], Quota::per_minute(60)?);
+    /// # Ok::<(), surgeguard::limit::QuotaError>(())
+    /// ```
+    pub fn cluster(seeds: &[&str], quota: Quota) -> RedisLimiterBuilder {
+        RedisLimiterBuilder::new(Nodes::cluster(seeds), quota, Algorithm::SlidingWindow)
     }
 }
 
@@ -86,7 +122,7 @@ impl RedisWindow {
 /// ```
 #[derive(Debug, Clone)]
 pub struct RedisLimiterBuilder {
-    url: String,
+    nodes: Nodes,
     quota: Quota,
     algorithm: Algorithm,
     prefix: String,
@@ -102,9 +138,9 @@ pub struct RedisLimiterBuilder {
 }
 
 impl RedisLimiterBuilder {
-    fn new(url: &str, quota: Quota, algorithm: Algorithm) -> Self {
+    fn new(nodes: Nodes, quota: Quota, algorithm: Algorithm) -> Self {
         RedisLimiterBuilder {
-            url: url.to_owned(),
+            nodes,
             quota,
             algorithm,
             prefix: "surgeguard:rl:".to_owned(),
@@ -271,13 +307,12 @@ impl RedisLimiterBuilder {
     /// # Ok(()) }
     /// ```
     pub async fn build(self) -> Result<RedisLimiter, BuildError> {
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|e| BuildError::InvalidUrl(e.to_string()))?;
         for (what, value) in [("timeout", self.timeout), ("cool-down", self.cool_down)] {
             if !(Duration::from_millis(1)..=Duration::from_secs(60)).contains(&value) {
                 return Err(BuildError::InvalidDuration { what, value });
             }
         }
+        let target = self.nodes.target(self.timeout)?;
         if self.failures_to_open == 0 {
             return Err(BuildError::InvalidFailureThreshold);
         }
@@ -316,7 +351,7 @@ impl RedisLimiterBuilder {
             }
         };
         let fallback = self.local_fallback()?;
-        let connection = Connection::new(client, self.timeout);
+        let connection = Connection::new(target, self.timeout);
         connection.warm_up(&[&GCRA, &WINDOW]).await;
         Ok(RedisLimiter {
             algorithm: self.algorithm,
@@ -364,5 +399,29 @@ impl RedisLimiterBuilder {
                     .build()?,
             ),
         }))
+    }
+}
+
+/// Where a limiter or a cache tier connects: one server, or a cluster's
+/// seed nodes.
+#[derive(Debug, Clone)]
+pub(crate) enum Nodes {
+    Server(String),
+    Cluster(Vec<String>),
+}
+
+impl Nodes {
+    pub(crate) fn cluster(seeds: &[&str]) -> Self {
+        Nodes::Cluster(seeds.iter().map(|seed| (*seed).to_owned()).collect())
+    }
+
+    /// Checks the URLs and makes the connection's target (nothing
+    /// connects yet).
+    pub(crate) fn target(&self, timeout: Duration) -> Result<Target, BuildError> {
+        let target = match self {
+            Nodes::Server(url) => Target::server(url),
+            Nodes::Cluster(seeds) => Target::cluster(seeds, timeout),
+        };
+        target.map_err(|e| BuildError::InvalidUrl(e.to_string()))
     }
 }

@@ -1,15 +1,19 @@
 //! One multiplexed connection per limiter, opened on first use and
-//! reopened by the `redis` crate's connection manager after a failure.
+//! reopened by the `redis` crate after a failure: its connection manager
+//! for a single server, its cluster connection (which follows `MOVED` and
+//! `ASK` and refreshes the slot map after a failover) for a Redis Cluster.
 //!
-//! Concurrent checks share the connection: the manager pipelines them over
-//! one socket, so 64 callers cost one connection, not 64. The first
-//! connection is made lazily, so a server can start (and decide with its
-//! fallback) while Redis is down.
+//! Concurrent checks share the connection: it pipelines them, so 64
+//! callers cost one connection (per node), not 64. The first connection is
+//! made lazily, so a server can start (and decide with its fallback) while
+//! Redis is down.
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ErrorKind, RedisError};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Value};
 use tokio::sync::OnceCell;
 
 use super::scripts::Reply;
@@ -23,17 +27,91 @@ pub(crate) enum Failure {
     Refused(String),
 }
 
+/// Where the connection goes.
+#[derive(Clone)]
+pub(crate) enum Target {
+    Server(redis::Client),
+    /// A Redis Cluster, found from its seed nodes; `first` is a plain
+    /// client of the first seed (pub/sub: a message published on any node
+    /// of a cluster reaches subscribers on every node).
+    Cluster {
+        cluster: ClusterClient,
+        first: redis::Client,
+    },
+}
+
+impl Target {
+    /// A single server at `url`.
+    pub(crate) fn server(url: &str) -> Result<Self, RedisError> {
+        Ok(Target::Server(redis::Client::open(url)?))
+    }
+
+    /// A cluster found from its `seeds`, each call bounded by `timeout`.
+    pub(crate) fn cluster(seeds: &[String], timeout: Duration) -> Result<Self, RedisError> {
+        let Some(first) = seeds.first() else {
+            return Err(RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "a cluster needs at least one seed URL",
+            )));
+        };
+        let cluster = ClusterClient::builder(seeds.iter().map(String::as_str))
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .retries(1)
+            .build()?;
+        Ok(Target::Cluster {
+            cluster,
+            first: redis::Client::open(first.as_str())?,
+        })
+    }
+}
+
+/// A live connection of either kind.
+#[derive(Clone)]
+enum Link {
+    Server(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Link {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Link::Server(link) => link.req_packed_command(cmd),
+            Link::Cluster(link) => link.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Link::Server(link) => link.req_packed_commands(cmd, offset, count),
+            Link::Cluster(link) => link.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Link::Server(link) => link.get_db(),
+            Link::Cluster(link) => link.get_db(),
+        }
+    }
+}
+
 pub(crate) struct Connection {
-    client: redis::Client,
-    manager: OnceCell<ConnectionManager>,
+    target: Target,
+    link: OnceCell<Link>,
     timeout: Duration,
 }
 
 impl Connection {
-    pub(crate) fn new(client: redis::Client, timeout: Duration) -> Self {
+    pub(crate) fn new(target: Target, timeout: Duration) -> Self {
         Connection {
-            client,
-            manager: OnceCell::new(),
+            target,
+            link: OnceCell::new(),
             timeout,
         }
     }
@@ -86,9 +164,11 @@ impl Connection {
         }
     }
 
-    /// The client, for connections of another kind (pub/sub).
+    /// A plain client, for connections of another kind (pub/sub).
     pub(crate) fn client(&self) -> &redis::Client {
-        &self.client
+        match &self.target {
+            Target::Server(client) | Target::Cluster { first: client, .. } => client,
+        }
     }
 
     /// The per-call timeout.
@@ -109,18 +189,27 @@ impl Connection {
         let _ = tokio::time::timeout(self.timeout, load).await;
     }
 
-    async fn connect(&self) -> Result<ConnectionManager, RedisError> {
-        let manager = self
-            .manager
-            .get_or_try_init(|| {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(self.timeout)
-                    .set_response_timeout(self.timeout)
-                    .set_number_of_retries(1);
-                ConnectionManager::new_with_config(self.client.clone(), config)
+    async fn connect(&self) -> Result<Link, RedisError> {
+        let link = self
+            .link
+            .get_or_try_init(|| async {
+                match &self.target {
+                    Target::Server(client) => {
+                        let config = ConnectionManagerConfig::new()
+                            .set_connection_timeout(self.timeout)
+                            .set_response_timeout(self.timeout)
+                            .set_number_of_retries(1);
+                        let manager =
+                            ConnectionManager::new_with_config(client.clone(), config).await?;
+                        Ok::<Link, RedisError>(Link::Server(manager))
+                    }
+                    Target::Cluster { cluster, .. } => {
+                        Ok(Link::Cluster(cluster.get_async_connection().await?))
+                    }
+                }
             })
             .await?;
-        Ok(manager.clone())
+        Ok(link.clone())
     }
 }
 

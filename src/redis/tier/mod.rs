@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use redis::Value;
 
 use super::breaker::{Admit, Breaker, Transition};
+use super::builder::Nodes;
 use super::connection::{Connection, Failure};
 use super::BuildError;
 use crate::cache::tier::{
@@ -118,7 +119,20 @@ impl RedisTier {
     /// # let _ = builder;
     /// ```
     pub fn builder(url: &str) -> RedisTierBuilder {
-        RedisTierBuilder::new(url)
+        RedisTierBuilder::new(Nodes::Server(url.to_owned()))
+    }
+
+    /// A builder for a tier on the Redis Cluster found from `seeds`. A
+    /// key's value and lease share one slot; the backplane subscribes on
+    /// the first seed (a cluster delivers a message published on any node
+    /// to subscribers on every node).
+    ///
+    /// ```
+    /// let builder = surgeguard::redis::RedisTier::cluster(&["redis://10.0.0.1:7000"]);
+    /// # let _ = builder;
+    /// ```
+    pub fn cluster(seeds: &[&str]) -> RedisTierBuilder {
+        RedisTierBuilder::new(Nodes::cluster(seeds))
     }
 
     /// Counters since the tier was built.
@@ -328,7 +342,7 @@ fn millis(duration: Duration) -> u64 {
 /// Settings of a [`RedisTier`]; [`build`](Self::build) checks them.
 #[derive(Debug, Clone)]
 pub struct RedisTierBuilder {
-    url: String,
+    nodes: Nodes,
     prefix: String,
     timeout: Duration,
     failures_to_open: u32,
@@ -337,9 +351,9 @@ pub struct RedisTierBuilder {
 }
 
 impl RedisTierBuilder {
-    fn new(url: &str) -> Self {
+    fn new(nodes: Nodes) -> Self {
         RedisTierBuilder {
-            url: url.to_owned(),
+            nodes,
             prefix: "surgeguard:cache:".to_owned(),
             timeout: Duration::from_millis(50),
             failures_to_open: 3,
@@ -388,20 +402,19 @@ impl RedisTierBuilder {
     /// starts while Redis is down, and the cache serves locally until it is
     /// back).
     pub async fn build(self) -> Result<RedisTier, BuildError> {
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|e| BuildError::InvalidUrl(e.to_string()))?;
         for (what, value) in [("timeout", self.timeout), ("cool-down", self.cool_down)] {
             if !(Duration::from_millis(1)..=Duration::from_secs(60)).contains(&value) {
                 return Err(BuildError::InvalidDuration { what, value });
             }
         }
+        let target = self.nodes.target(self.timeout)?;
         if self.failures_to_open == 0 {
             return Err(BuildError::InvalidFailureThreshold);
         }
         if self.prefix.contains(['{', '}']) {
             return Err(BuildError::InvalidPrefix(self.prefix));
         }
-        let connection = Connection::new(client, self.timeout);
+        let connection = Connection::new(target, self.timeout);
         connection.warm_up(&scripts::all()).await;
         Ok(RedisTier {
             connection,
