@@ -35,7 +35,7 @@ pub(crate) enum Target {
     /// client of the first seed (pub/sub: a message published on any node
     /// of a cluster reaches subscribers on every node).
     Cluster {
-        cluster: ClusterClient,
+        cluster: Box<ClusterClient>,
         first: redis::Client,
     },
 }
@@ -60,7 +60,7 @@ impl Target {
             .retries(1)
             .build()?;
         Ok(Target::Cluster {
-            cluster,
+            cluster: Box::new(cluster),
             first: redis::Client::open(first.as_str())?,
         })
     }
