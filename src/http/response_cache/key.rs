@@ -33,8 +33,15 @@ pub(crate) struct ResourceKey {
 
 impl ResourceKey {
     pub(crate) fn of<B>(request: &Request<B>, hasher: &ahash::RandomState) -> ResourceKey {
-        let host = request.headers().get(HOST);
-        let uri = request.uri();
+        ResourceKey::new(request.headers().get(HOST), request.uri(), hasher)
+    }
+
+    /// The key a `GET` for `uri` with `Host: host` would have.
+    pub(crate) fn new(
+        host: Option<&HeaderValue>,
+        uri: &Uri,
+        hasher: &ahash::RandomState,
+    ) -> ResourceKey {
         let mut state = hasher.build_hasher();
         host.map(HeaderValue::as_bytes).hash(&mut state);
         uri.scheme_str().hash(&mut state);
@@ -102,6 +109,46 @@ impl VariedResources {
         for word in self.bits.iter() {
             word.store(0, Ordering::Release);
         }
+    }
+}
+
+/// Variants of one resource the invalidation of it (RFC 9111 §4.4) must
+/// reach: more than this many are not stored.
+const MOST_VARIANTS: usize = 256;
+
+/// What the layer knows of a resource whose responses vary: the header
+/// names its `Vary` lists, and the variants it stored, so that an unsafe
+/// request can remove them all.
+pub(crate) struct Variants {
+    pub(crate) names: Box<[HeaderName]>,
+    stored: parking_lot::Mutex<Vec<VariantKey>>,
+}
+
+impl Variants {
+    pub(crate) fn new(names: Box<[HeaderName]>) -> Self {
+        Variants {
+            names,
+            stored: parking_lot::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Records `key` as stored; `false` when the resource already has as
+    /// many variants as it may (the response is then not stored).
+    pub(crate) fn record(&self, key: &VariantKey) -> bool {
+        let mut stored = self.stored.lock();
+        if stored.contains(key) {
+            return true;
+        }
+        if stored.len() >= MOST_VARIANTS {
+            return false;
+        }
+        stored.push(key.clone());
+        true
+    }
+
+    /// Every variant recorded.
+    pub(crate) fn stored(&self) -> Vec<VariantKey> {
+        self.stored.lock().clone()
     }
 }
 
