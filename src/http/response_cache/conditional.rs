@@ -33,6 +33,12 @@ impl Conditions {
         }
     }
 
+    /// Whether the request carries a condition at all.
+    #[inline]
+    pub(crate) fn any(&self) -> bool {
+        self.if_none_match.is_some() || self.if_modified_since.is_some()
+    }
+
     /// Whether a stored response with these validators satisfies the
     /// conditions, so `304 Not Modified` is the answer.
     pub(crate) fn not_modified(
@@ -40,9 +46,6 @@ impl Conditions {
         etag: Option<&HeaderValue>,
         last_modified: Option<&HeaderValue>,
     ) -> bool {
-        if self.if_none_match.is_none() && self.if_modified_since.is_none() {
-            return false;
-        }
         if let Some(if_none_match) = &self.if_none_match {
             return match (if_none_match.to_str(), etag) {
                 (Ok(list), etag) => matches_any(list, etag.and_then(|e| e.to_str().ok())),

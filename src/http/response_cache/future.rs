@@ -60,7 +60,9 @@ pin_project_lite::pin_project! {
         Invalidating {
             #[pin]
             future: F,
-            target: Option<Target>,
+            // Boxed: the hit path returns this future by value, and an
+            // unsafe request is rare enough to pay for the allocation.
+            target: Option<Box<Target>>,
         },
         // Through the cache's loading.
         Loading {
@@ -84,7 +86,7 @@ impl<F, B: Body, E> ResponseCacheFuture<F, B, E> {
     }
 
     pub(crate) fn invalidating(future: F, target: Target) -> Self {
-        let target = Some(target);
+        let target = Some(Box::new(target));
         ResponseCacheFuture {
             state: State::Invalidating { future, target },
         }

@@ -174,6 +174,16 @@ impl StoredResponse {
         self.weight
     }
 
+    /// Whether `conditions` hold for this response: its `ETag`, and its
+    /// `Last-Modified` or else its `Date` (RFC 9111 §4.3.2).
+    fn not_modified(&self, conditions: &Conditions) -> bool {
+        let modified = self
+            .headers
+            .get(LAST_MODIFIED)
+            .or_else(|| self.headers.get(DATE));
+        conditions.not_modified(self.headers.get(ETAG), modified)
+    }
+
     /// The answer to a request with `conditions` at `now`: a `304` if they
     /// hold, else the stored response (without its body for `HEAD`). Both
     /// carry `Age` (RFC 9111 §5.1: its age in whole seconds).
@@ -184,8 +194,7 @@ impl StoredResponse {
         head_only: bool,
     ) -> Response<GuardedBody<B>> {
         let age = age_value(self.age(now));
-        let modified = self.headers.get(LAST_MODIFIED).or(self.headers.get(DATE));
-        if conditions.not_modified(self.headers.get(ETAG), modified) {
+        if conditions.any() && self.not_modified(conditions) {
             let mut response = Response::new(GuardedBody::empty());
             *response.status_mut() = StatusCode::NOT_MODIFIED;
             *response.version_mut() = self.version;
