@@ -15,6 +15,7 @@ mod origin;
 
 mod conditional_rfc9110_s13;
 mod rfc5861_stale;
+mod rfc9213_targeted;
 mod s3_1_storing_header_fields;
 mod s3_5_private_and_shared;
 mod s3_storing;

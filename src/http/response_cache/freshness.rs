@@ -86,7 +86,7 @@ pub(crate) fn lifetime(
         return Lifetime::Explicit(seconds);
     }
     let date = single_date(headers, &DATE, now).unwrap_or(now);
-    if headers.contains_key(EXPIRES) {
+    if headers.contains_key(EXPIRES) && !directives.targeted {
         return Lifetime::Explicit(match single_date(headers, &EXPIRES, now) {
             Some(expires) => clamp_seconds(expires.saturating_sub(date)),
             None => 0,

@@ -101,6 +101,10 @@ const DEFAULT_KEEP_STALE: Duration = Duration::from_secs(600);
 ///   opt-in for responses that name none (§4.2.4 allows it by configuration;
 ///   `s-maxage` turns it off for that response). Stale-if-error covers a
 ///   handler error and a 500, 502, 503 or 504.
+/// * **Targeted fields** (RFC 9213, opt-in):
+///   [`cdn_cache_control`](ResponseCacheBuilder::cdn_cache_control) and
+///   [`targeted_field`](ResponseCacheBuilder::targeted_field) name fields
+///   that, when valid, decide in place of `Cache-Control` and `Expires`.
 /// * **Invalidated** (§4.4): unsafe requests always reach the handler; a 2xx
 ///   or 3xx answer removes every stored variant of the target URI and of a
 ///   same-origin `Location` / `Content-Location`.
@@ -157,6 +161,7 @@ impl ResponseCacheLayer {
             heuristic_percent: DEFAULT_HEURISTIC_PERCENT,
             heuristic_cap: DEFAULT_HEURISTIC_CAP,
             keep_stale: DEFAULT_KEEP_STALE,
+            targeted: Vec::new(),
             clock: Arc::new(SystemClock),
         }
     }
@@ -262,6 +267,7 @@ pub struct ResponseCacheBuilder {
     heuristic_percent: u32,
     heuristic_cap: Duration,
     keep_stale: Duration,
+    targeted: Vec<String>,
     clock: Arc<dyn Clock>,
 }
 
@@ -400,6 +406,42 @@ impl ResponseCacheBuilder {
         self
     }
 
+    /// Reads `CDN-Cache-Control` (RFC 9213): when a response carries a
+    /// valid one, it decides this cache's policy in place of
+    /// `Cache-Control` and `Expires`, which still go on to browsers. The
+    /// same as [`targeted_field`](Self::targeted_field) with
+    /// `cdn-cache-control`. Default: not read.
+    ///
+    /// ```
+    /// # use surgeguard::http::ResponseCacheLayer;
+    /// let layer = ResponseCacheLayer::builder().cdn_cache_control().build()?;
+    /// # Ok::<(), surgeguard::http::ResponseCacheBuildError>(())
+    /// ```
+    pub fn cdn_cache_control(self) -> Self {
+        self.targeted_field("cdn-cache-control")
+    }
+
+    /// Adds a targeted cache-control field (RFC 9213) to those this cache
+    /// reads, after the ones added before: the first on the list that a
+    /// response carries with a valid value (a Structured Fields
+    /// Dictionary) decides, and `Cache-Control` and `Expires` are then
+    /// ignored. Add the most specific first, say your own
+    /// `Example-Cache-Control`, then `CDN-Cache-Control`. A name that is
+    /// not a valid header name is a build error.
+    ///
+    /// ```
+    /// # use surgeguard::http::ResponseCacheLayer;
+    /// let layer = ResponseCacheLayer::builder()
+    ///     .targeted_field("example-cache-control")
+    ///     .cdn_cache_control()
+    ///     .build()?;
+    /// # Ok::<(), surgeguard::http::ResponseCacheBuildError>(())
+    /// ```
+    pub fn targeted_field(mut self, name: &str) -> Self {
+        self.targeted.push(name.to_string());
+        self
+    }
+
     /// The clock freshness and `Age` are measured on (default:
     /// [`SystemClock`]).
     ///
@@ -456,7 +498,15 @@ impl ResponseCacheBuilder {
             });
         }
         let variants = Cache::builder().max_capacity(VARIANT_SPECS).build()?;
+        let mut targeted = Vec::with_capacity(self.targeted.len());
+        for name in &self.targeted {
+            let Ok(parsed) = http::HeaderName::from_bytes(name.as_bytes()) else {
+                return Err(ResponseCacheBuildError::TargetedFieldName { name: name.clone() });
+            };
+            targeted.push(parsed);
+        }
         let rules = Rules {
+            targeted: targeted.into_boxed_slice(),
             shared: self.shared,
             default_windows: StaleWindows {
                 while_revalidate: self.stale_while_revalidate.unwrap_or_default(),
@@ -603,6 +653,12 @@ pub enum ResponseCacheBuildError {
     HeuristicOverWhole {
         /// The percentage asked for.
         percent: u32,
+    },
+    /// A targeted cache-control field name that is not a header name.
+    #[error("targeted field {name:?} is not a valid header field name")]
+    TargetedFieldName {
+        /// The name given.
+        name: String,
     },
     /// The cache behind the layer rejected its settings.
     #[error("the response cache: {0}")]

@@ -56,6 +56,10 @@
 //!   opt-in for responses that name none (§4.2.4 allows it by configuration;
 //!   `s-maxage` turns it off for that response). Stale-if-error covers a
 //!   handler error and a 500, 502, 503 or 504.
+//! * **Targeted fields** (RFC 9213, opt-in):
+//!   [`cdn_cache_control`](ResponseCacheBuilder::cdn_cache_control) and
+//!   [`targeted_field`](ResponseCacheBuilder::targeted_field) name fields
+//!   that, when valid, decide in place of `Cache-Control` and `Expires`.
 //! * **Invalidated** (§4.4): unsafe requests always reach the handler; a 2xx
 //!   or 3xx answer removes every stored variant of the target URI and of a
 //!   same-origin `Location` / `Content-Location`.
@@ -91,6 +95,7 @@ mod service;
 mod slot;
 mod stale;
 mod stored;
+mod targeted;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;

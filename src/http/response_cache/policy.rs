@@ -63,6 +63,8 @@ pub(crate) struct Directives {
     pub(crate) unreadable: bool,
     /// A freshness value could not be read or was repeated: stale.
     pub(crate) conflicting: bool,
+    /// Read from a targeted field (RFC 9213), so `Expires` is ignored.
+    pub(crate) targeted: bool,
 }
 
 impl Directives {
@@ -217,8 +219,10 @@ fn understood(status: StatusCode) -> bool {
 }
 
 /// The layer's settings the rules depend on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Rules {
+    /// Targeted cache-control fields (RFC 9213), most specific first.
+    pub(crate) targeted: Box<[http::HeaderName]>,
     /// A shared cache (§3.5, `s-maxage`, `private`) or a private one.
     pub(crate) shared: bool,
     /// Stale windows for a response that names none (an opt-in; none by
@@ -272,7 +276,7 @@ pub(crate) fn storable(
     if code < 200 || code == 206 || code == 304 || headers.contains_key(SET_COOKIE) {
         return None;
     }
-    let directives = Directives::of(headers);
+    let directives = super::targeted::response_directives(headers, &rules.targeted);
     if directives.unreadable {
         return None;
     }
@@ -357,20 +361,23 @@ mod tests {
         map
     }
 
-    const RULES: Rules = Rules {
-        shared: true,
-        default_windows: StaleWindows {
-            while_revalidate: Duration::ZERO,
-            if_error: Duration::ZERO,
-        },
-        heuristic: None,
-        keep_stale: Duration::from_secs(300),
-    };
+    fn rules() -> Rules {
+        Rules {
+            targeted: Box::new([]),
+            shared: true,
+            default_windows: StaleWindows {
+                while_revalidate: Duration::ZERO,
+                if_error: Duration::ZERO,
+            },
+            heuristic: None,
+            keep_stale: Duration::from_secs(300),
+        }
+    }
     const NOW: i64 = 784_111_777;
 
     fn verdict(status: u16, pairs: &[(&str, &str)]) -> Option<Storable> {
         let status = StatusCode::from_u16(status).unwrap();
-        storable(&HeaderMap::new(), status, &headers(pairs), &RULES, NOW)
+        storable(&HeaderMap::new(), status, &headers(pairs), &rules(), NOW)
     }
 
     fn ttl(pairs: &[(&str, &str)]) -> Option<u64> {
@@ -488,7 +495,7 @@ mod tests {
         let request = headers(&[("authorization", "Bearer t")]);
         let check = |cc: &str| {
             let response = headers(&[("cache-control", cc)]);
-            storable(&request, StatusCode::OK, &response, &RULES, NOW).is_some()
+            storable(&request, StatusCode::OK, &response, &rules(), NOW).is_some()
         };
         assert!(!check("max-age=60"));
         assert!(check("public, max-age=60"));
