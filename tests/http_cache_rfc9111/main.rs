@@ -19,6 +19,7 @@ mod rfc9213_targeted;
 mod s3_1_storing_header_fields;
 mod s3_5_private_and_shared;
 mod s3_storing;
+mod s4_1_vary;
 mod s4_2_freshness;
 mod s4_3_validation;
 mod s4_4_invalidation;

@@ -36,6 +36,8 @@
 //!   other hop-by-hop fields, and fields named by `no-cache="..."` or
 //!   `private="..."` are dropped before storage (§3.1). An `Age` that is not
 //!   a number is ignored; of a list, the first member counts (§5.1).
+//!   Variants are keyed by the values of the fields `Vary` names, the
+//!   negotiation fields (`Accept-*`) normalised (§4.1).
 //! * **Served**: fresh responses, with their `Age` (arrival age plus time
 //!   stored); `HEAD` from a stored `GET`; conditional requests
 //!   (`If-None-Match`, `If-Modified-Since` in any date format) answered `304`
