@@ -13,6 +13,8 @@ mod http_support;
 
 mod origin;
 
+mod range_rfc9110_s14;
+
 mod conditional_rfc9110_s13;
 mod rfc5861_stale;
 mod rfc9213_targeted;

@@ -13,7 +13,7 @@
 //! condition, so the client gets the full `200` response: never a `304`
 //! it did not ask for.
 
-use http::header::{IF_MODIFIED_SINCE, IF_NONE_MATCH};
+use http::header::{IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, RANGE};
 use http::{HeaderMap, HeaderValue};
 
 use super::date;
@@ -23,13 +23,20 @@ use super::date;
 pub(crate) struct Conditions {
     if_none_match: Option<HeaderValue>,
     if_modified_since: Option<HeaderValue>,
+    /// `Range`, and `If-Range` when there is a range (RFC 9110 §14.2).
+    pub(crate) range: Option<HeaderValue>,
+    pub(crate) if_range: Option<HeaderValue>,
 }
 
 impl Conditions {
     pub(crate) fn of(headers: &HeaderMap) -> Conditions {
+        let range = single(headers, &RANGE);
+        let if_range = range.as_ref().and_then(|_| single(headers, &IF_RANGE));
         Conditions {
             if_none_match: single(headers, &IF_NONE_MATCH),
             if_modified_since: single(headers, &IF_MODIFIED_SINCE),
+            range,
+            if_range,
         }
     }
 

@@ -89,7 +89,8 @@ const DEFAULT_KEEP_STALE: Duration = Duration::from_secs(600);
 ///   from storage. A request with `no-store` bypasses the cache; `no-cache`
 ///   and `max-age=0` revalidate; `max-age`, `min-fresh` and `max-stale`
 ///   narrow or widen what storage may answer; `only-if-cached` with nothing
-///   usable is a `504`.
+///   usable is a `504`. One byte range of a stored `200` is a `206`
+///   (RFC 9110 §14.2), `If-Range` honoured.
 /// * **Stale and revalidated** (§4.3, RFC 5861): a stale response with a
 ///   validator stays stored for
 ///   [`keep_stale`](ResponseCacheBuilder::keep_stale) (10 minutes) and is

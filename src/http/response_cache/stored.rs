@@ -15,13 +15,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{
-    AGE, CACHE_CONTROL, CONTENT_LOCATION, DATE, ETAG, EXPIRES, LAST_MODIFIED, VARY,
+    AGE, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_LOCATION, CONTENT_RANGE, DATE, ETAG, EXPIRES,
+    LAST_MODIFIED, VARY,
 };
 use http::{HeaderMap, HeaderValue, Response, StatusCode, Version};
 
 use super::age::age_value;
 use super::conditional::Conditions;
 use super::policy::{Directives, Storable};
+use super::range;
 use super::stale::StaleWindows;
 use crate::clock::Instant;
 use crate::http::body::GuardedBody;
@@ -184,6 +186,56 @@ impl StoredResponse {
         conditions.not_modified(self.headers.get(ETAG), modified)
     }
 
+    /// The `206` or `416` answer to a request for `range` of a stored
+    /// `200` (see [`super::range`]); `None` for the whole response.
+    fn partial<B: http_body::Body>(
+        &self,
+        range: &HeaderValue,
+        conditions: &Conditions,
+        head_only: bool,
+        age: &HeaderValue,
+    ) -> Option<Response<GuardedBody<B>>> {
+        if self.status != StatusCode::OK {
+            return None;
+        }
+        if let Some(if_range) = &conditions.if_range {
+            let (etag, last_modified) = self.validators();
+            if !range::if_range_holds(if_range, etag, last_modified) {
+                return None;
+            }
+        }
+        let length = self.body.len() as u64;
+        let (status, body, content_range) = match range::select(range, length) {
+            range::Selected::Whole => return None,
+            range::Selected::Part { first, last } => (
+                StatusCode::PARTIAL_CONTENT,
+                self.body.slice(first as usize..=last as usize),
+                format!("bytes {first}-{last}/{length}"),
+            ),
+            range::Selected::Unsatisfiable => (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                Bytes::new(),
+                format!("bytes */{length}"),
+            ),
+        };
+        let mut headers = self.headers.clone();
+        headers.insert(AGE, age.clone());
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+        if let Ok(value) = HeaderValue::from_str(&content_range) {
+            headers.insert(CONTENT_RANGE, value);
+        }
+        let body = if head_only {
+            GuardedBody::empty()
+        } else {
+            GuardedBody::full(body)
+        };
+        let mut response = Response::new(body);
+        *response.status_mut() = status;
+        *response.version_mut() = self.version;
+        *response.headers_mut() = headers;
+        Some(response)
+    }
+
     /// The answer to a request with `conditions` at `now`: a `304` if they
     /// hold, else the stored response (without its body for `HEAD`). Both
     /// carry `Age` (RFC 9111 §5.1: its age in whole seconds).
@@ -206,6 +258,11 @@ impl StoredResponse {
             }
             headers.insert(AGE, age);
             return response;
+        }
+        if let Some(range) = &conditions.range {
+            if let Some(partial) = self.partial(range, conditions, head_only, &age) {
+                return partial;
+            }
         }
         let body = if head_only {
             GuardedBody::empty()
