@@ -75,3 +75,33 @@ async fn s5_2_2_7_qualified_private_fields_are_not_stored_by_a_shared_cache() {
     let hit = get(&cache, "/r").await;
     assert_eq!((hit.text(), hit.header("x-user")), ("call 1", None));
 }
+
+/// §3.1 (and RFC 6265 §8): a `Set-Cookie` is one client's. By default a
+/// response with one is not stored; told to, the layer stores it without
+/// the field: the client that loaded it gets its cookie, no one else does.
+#[tokio::test]
+async fn s3_1_set_cookie_is_stored_only_when_asked_and_never_replayed() {
+    use tower::Layer;
+    let clock = ManualClock::new();
+    let origin = Origin::fixed(
+        200,
+        &[
+            ("cache-control", "max-age=60"),
+            ("set-cookie", "session=alice"),
+        ],
+    );
+    let plain = cached(&origin, &clock);
+    get(&plain, "/r").await;
+    assert_eq!(get(&plain, "/r").await.text(), "call 2");
+
+    let layer = crate::origin::layer_with(&clock, |b| b.store_without_set_cookie());
+    let opted = layer.layer(crate::origin::inner(&origin));
+    let first = get(&opted, "/r").await;
+    assert_eq!(
+        (first.text(), first.header("set-cookie")),
+        ("call 3", Some("session=alice"))
+    );
+    let hit = get(&opted, "/r").await;
+    assert_eq!((hit.text(), hit.header("set-cookie")), ("call 3", None));
+    assert_eq!(origin.calls(), 3);
+}

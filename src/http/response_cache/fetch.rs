@@ -16,7 +16,7 @@ use std::future::poll_fn;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http::header::CONTENT_LENGTH;
+use http::header::{CONTENT_LENGTH, SET_COOKIE};
 use http::{Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -129,6 +129,8 @@ where
         let result = Box::new(Ok(Response::from_parts(head, GuardedBody::full(body))));
         return hand_back(running, Handoff::Answer { result, failed });
     };
+    let cookies: Vec<http::HeaderValue> =
+        head.headers.get_all(SET_COOKIE).iter().cloned().collect();
     let directives = Directives::of(&head.headers);
     fields::trim_for_storage(&mut head.headers, &directives, core.rules.shared);
     let stored = Arc::new(StoredResponse::new(head, body, core.clock.now(), &verdict));
@@ -151,7 +153,11 @@ where
         drop(core.revalidations.remove(&key));
     }
     let same_key = variant == key;
-    running.end(Handoff::Stored(Arc::clone(&stored)));
+    running.end(if cookies.is_empty() {
+        Handoff::Stored(Arc::clone(&stored))
+    } else {
+        Handoff::StoredWithCookies(Arc::clone(&stored), cookies)
+    });
     if same_key {
         Ok(stored)
     } else {

@@ -33,6 +33,9 @@ fn never_stored(name: &HeaderName) -> bool {
             | "proxy-authenticate"
             | "proxy-authentication-info"
             | "proxy-authorization"
+            // Never replayed to another client (stored only when the
+            // layer is told to, and then without it).
+            | "set-cookie"
     )
 }
 

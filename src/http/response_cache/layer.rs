@@ -73,7 +73,9 @@ const DEFAULT_KEEP_STALE: Duration = Duration::from_secs(600);
 ///   ([`heuristic_freshness`](ResponseCacheBuilder::heuristic_freshness)).
 ///   Not stored: `no-store` (unless `must-understand` with a known status),
 ///   `private` in a shared cache (the default; see
-///   [`private`](ResponseCacheBuilder::private)), `Set-Cookie`, `Vary: *`, a
+///   [`private`](ResponseCacheBuilder::private)), `Set-Cookie` (unless
+///   [`store_without_set_cookie`](ResponseCacheBuilder::store_without_set_cookie)),
+///   `Vary: *`, a
 ///   body over [`max_body_bytes`](ResponseCacheBuilder::max_body_bytes) (it
 ///   streams through) or one with trailers. A request with `Authorization`
 ///   is stored only if the response says `public`, `s-maxage` or
@@ -165,6 +167,7 @@ impl ResponseCacheLayer {
             heuristic_cap: DEFAULT_HEURISTIC_CAP,
             keep_stale: DEFAULT_KEEP_STALE,
             targeted: Vec::new(),
+            store_set_cookie: false,
             clock: Arc::new(SystemClock),
         }
     }
@@ -271,6 +274,7 @@ pub struct ResponseCacheBuilder {
     heuristic_cap: Duration,
     keep_stale: Duration,
     targeted: Vec<String>,
+    store_set_cookie: bool,
     clock: Arc<dyn Clock>,
 }
 
@@ -445,6 +449,24 @@ impl ResponseCacheBuilder {
         self
     }
 
+    /// Stores responses that carry `Set-Cookie`, without that field: the
+    /// client whose request loaded it gets its cookie, every other client
+    /// the response without one (a cookie is one client's). Default: such
+    /// responses are not stored at all, the safe choice when a handler
+    /// sets per-user cookies on pages whose body is per-user too.
+    ///
+    /// ```
+    /// # use surgeguard::http::ResponseCacheLayer;
+    /// let layer = ResponseCacheLayer::builder()
+    ///     .store_without_set_cookie()
+    ///     .build()?;
+    /// # Ok::<(), surgeguard::http::ResponseCacheBuildError>(())
+    /// ```
+    pub fn store_without_set_cookie(mut self) -> Self {
+        self.store_set_cookie = true;
+        self
+    }
+
     /// The clock freshness and `Age` are measured on (default:
     /// [`SystemClock`]).
     ///
@@ -520,6 +542,7 @@ impl ResponseCacheBuilder {
                 cap: self.heuristic_cap,
             }),
             keep_stale: self.keep_stale,
+            store_set_cookie: self.store_set_cookie,
         };
         Ok(ResponseCacheLayer {
             core: Arc::new(Core {

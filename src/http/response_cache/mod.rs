@@ -28,7 +28,9 @@
 //!   ([`heuristic_freshness`](ResponseCacheBuilder::heuristic_freshness)).
 //!   Not stored: `no-store` (unless `must-understand` with a known status),
 //!   `private` in a shared cache (the default; see
-//!   [`private`](ResponseCacheBuilder::private)), `Set-Cookie`, `Vary: *`, a
+//!   [`private`](ResponseCacheBuilder::private)), `Set-Cookie` (unless
+//!   [`store_without_set_cookie`](ResponseCacheBuilder::store_without_set_cookie)),
+//!   `Vary: *`, a
 //!   body over [`max_body_bytes`](ResponseCacheBuilder::max_body_bytes) (it
 //!   streams through) or one with trailers. A request with `Authorization`
 //!   is stored only if the response says `public`, `s-maxage` or

@@ -232,6 +232,8 @@ pub(crate) struct Rules {
     /// How long a stale response with a validator stays stored, to be
     /// revalidated.
     pub(crate) keep_stale: Duration,
+    /// Store responses with `Set-Cookie`, without that field.
+    pub(crate) store_set_cookie: bool,
 }
 
 /// How long a response may be stored, the age it arrived with, and how
@@ -273,7 +275,10 @@ pub(crate) fn storable(
     now: i64,
 ) -> Option<Storable> {
     let code = status.as_u16();
-    if code < 200 || code == 206 || code == 304 || headers.contains_key(SET_COOKIE) {
+    if code < 200 || code == 206 || code == 304 {
+        return None;
+    }
+    if headers.contains_key(SET_COOKIE) && !rules.store_set_cookie {
         return None;
     }
     let directives = super::targeted::response_directives(headers, &rules.targeted);
@@ -371,6 +376,7 @@ mod tests {
             },
             heuristic: None,
             keep_stale: Duration::from_secs(300),
+            store_set_cookie: false,
         }
     }
     const NOW: i64 = 784_111_777;

@@ -205,6 +205,9 @@ where
         conditions,
     } = request;
     let stored = fetch(Arc::clone(&core), inner, Arc::clone(&slot), key, None).await;
+    if let Some(handoff) = slot.ended() {
+        return answer(&core, handoff, None, &conditions);
+    }
     if let Ok(stored) = stored {
         return Ok(stored.respond(core.clock.now(), &conditions, false));
     }
@@ -319,6 +322,15 @@ pub(crate) fn answer<ResBody: Body, E>(
     let now = core.clock.now();
     match handoff {
         Handoff::Stored(stored) => Ok(stored.respond(now, conditions, false)),
+        Handoff::StoredWithCookies(stored, cookies) => {
+            let mut response = stored.respond(now, conditions, false);
+            for cookie in cookies {
+                response
+                    .headers_mut()
+                    .append(http::header::SET_COOKIE, cookie);
+            }
+            Ok(response)
+        }
         Handoff::Answer { result, failed } => {
             let stale = stale.filter(|stale| failed && stale.may_serve_on_error(now));
             match stale {
