@@ -10,6 +10,8 @@
 //! * `load_shed/*`: LoadShedLayer admitting, with a fixed limit and with the
 //!   Gradient limit learning from every response.
 //! * `slow_handler/*`: a handler that takes 1 ms, bare and cached.
+//! * `revalidation/*`: a stale 100 KiB page, revalidated with a `304` or
+//!   fetched again in full.
 //!
 //! Run: `cargo bench --features tower,axum --bench http`.
 
@@ -25,6 +27,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::{Request, Response};
+use surgeguard::clock::ManualClock;
 use surgeguard::http::{ClientIp, LoadShedLayer, RateLimitLayer, ResponseCacheLayer};
 use surgeguard::limit::{Gcra, Quota};
 use surgeguard::shed::{AdaptiveLimit, Shedder};
@@ -174,5 +177,60 @@ fn slow_handler(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, overhead, slow_handler);
+/// An origin with a 100 KiB page that goes stale after a second; with
+/// `etag`, it answers a request naming it with `304` and no body.
+fn large_page(
+    etag: bool,
+) -> impl Service<
+    Request<Body>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = std::future::Ready<Result<Response<Body>, Infallible>>,
+> + Clone
+       + Send
+       + 'static {
+    let page = bytes::Bytes::from(vec![b'x'; 100 << 10]);
+    service_fn(move |request: Request<Body>| {
+        let mut response = Response::builder().header("cache-control", "max-age=1");
+        if etag {
+            response = response.header("etag", "\"v1\"");
+            if request.headers().contains_key("if-none-match") {
+                let not_modified = response.status(304).body(Body::empty()).unwrap();
+                return std::future::ready(Ok(not_modified));
+            }
+        }
+        std::future::ready(Ok(response.body(Body::from(page.clone())).unwrap()))
+    })
+}
+
+/// What a stale entry costs: revalidated with a `304` (the stored 100 KiB
+/// body is served again) against fetched again in full (the body is
+/// buffered and stored again). Each iteration moves the clock past the
+/// page's freshness, so every request finds it stale.
+fn revalidation(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _entered = runtime.enter();
+    let mut group = c.benchmark_group("revalidation");
+    for (name, etag) in [("304_round_trip", true), ("full_refetch_100k", false)] {
+        let clock = ManualClock::new();
+        let cached = ResponseCacheLayer::builder()
+            .clock(clock.clone())
+            .build()
+            .unwrap()
+            .layer(large_page(etag));
+        call(&runtime, &cached);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                clock.advance(Duration::from_secs(2));
+                call(&runtime, &cached)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, overhead, slow_handler, revalidation);
 criterion_main!(benches);

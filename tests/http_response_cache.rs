@@ -184,8 +184,10 @@ async fn conditional_requests_get_304_from_storage() {
     let app = counting(&calls, headers).layer(layer(&clock));
     let address = serve(app).await;
     let client = client();
-    // The first request is conditional too: the layer still stores the
-    // full response and answers the condition itself.
+    // The first request is conditional too: with nothing stored, its
+    // validators go to the handler (RFC 9111 §4.3.2), which ignores them
+    // and answers in full; the layer stores that and answers the
+    // condition itself.
     let first = send(
         &client,
         address,

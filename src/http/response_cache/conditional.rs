@@ -4,31 +4,46 @@
 //! * `If-None-Match` is compared weakly against the stored `ETag`, as §13.1.2
 //!   says for `GET` and `HEAD`; `*` matches any stored response. When it is
 //!   present, `If-Modified-Since` is ignored (§13.2.2).
-//! * `If-Modified-Since` is compared with `Last-Modified` when both are
-//!   IMF-fixdates (`Sun, 06 Nov 1994 08:49:37 GMT`, the form §5.6.7 says
-//!   senders must generate).
+//! * `If-Modified-Since` is compared with `Last-Modified` (or, without
+//!   one, the stored `Date`, RFC 9111 §4.3.2), both read in any of the
+//!   three HTTP-date formats (RFC 9110 §5.6.7).
 //!
 //! Fallback for malformed input: an `If-None-Match` with an item that is
 //! not an entity-tag, or a date that does not parse, counts as no
 //! condition, so the client gets the full `200` response: never a `304`
 //! it did not ask for.
 
-use http::header::{IF_MODIFIED_SINCE, IF_NONE_MATCH};
+use http::header::{IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, RANGE};
 use http::{HeaderMap, HeaderValue};
+
+use super::date;
 
 /// The conditions a request carries, copied before the request moves on.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Conditions {
     if_none_match: Option<HeaderValue>,
     if_modified_since: Option<HeaderValue>,
+    /// `Range`, and `If-Range` when there is a range (RFC 9110 §14.2).
+    pub(crate) range: Option<HeaderValue>,
+    pub(crate) if_range: Option<HeaderValue>,
 }
 
 impl Conditions {
     pub(crate) fn of(headers: &HeaderMap) -> Conditions {
+        let range = single(headers, &RANGE);
+        let if_range = range.as_ref().and_then(|_| single(headers, &IF_RANGE));
         Conditions {
             if_none_match: single(headers, &IF_NONE_MATCH),
             if_modified_since: single(headers, &IF_MODIFIED_SINCE),
+            range,
+            if_range,
         }
+    }
+
+    /// Whether the request carries a condition at all.
+    #[inline]
+    pub(crate) fn any(&self) -> bool {
+        self.if_none_match.is_some() || self.if_modified_since.is_some()
     }
 
     /// Whether a stored response with these validators satisfies the
@@ -47,7 +62,11 @@ impl Conditions {
         let (Some(since), Some(modified)) = (&self.if_modified_since, last_modified) else {
             return false;
         };
-        match (http_date(since.as_bytes()), http_date(modified.as_bytes())) {
+        let now = date::system_now();
+        match (
+            date::parse(since.as_bytes(), now),
+            date::parse(modified.as_bytes(), now),
+        ) {
             (Some(since), Some(modified)) => modified <= since,
             _ => false,
         }
@@ -92,42 +111,6 @@ fn opaque_tag(tag: &str) -> Option<&str> {
     valid.then_some(tag)
 }
 
-/// Seconds since 1970 of an IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`.
-fn http_date(text: &[u8]) -> Option<i64> {
-    if text.len() != 29 || &text[3..5] != b", " || &text[25..] != b" GMT" {
-        return None;
-    }
-    let number = |range: std::ops::Range<usize>| -> Option<i64> {
-        let digits = text.get(range)?;
-        if !digits.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        std::str::from_utf8(digits).ok()?.parse().ok()
-    };
-    const MONTHS: [&[u8]; 12] = [
-        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
-        b"Dec",
-    ];
-    let month = MONTHS.iter().position(|m| *m == &text[8..11])? as i64 + 1;
-    let (day, year) = (number(5..7)?, number(12..16)?);
-    let (hour, minute, second) = (number(17..19)?, number(20..22)?, number(23..25)?);
-    if !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    Some(days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
-/// `days_from_civil`, "chrono-Compatible Low-Level Date Algorithms").
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,14 +151,12 @@ mod tests {
         assert!(since("Sun, 06 Nov 1994 08:49:37 GMT"));
         assert!(since("Mon, 07 Nov 1994 00:00:00 GMT"));
         assert!(!since("Sat, 05 Nov 1994 08:49:37 GMT"));
-        assert!(!since("Sunday, 06-Nov-94 08:49:37 GMT"));
+        // RFC 9110 §5.6.7: all three formats.
+        assert!(since("Sunday, 06-Nov-94 08:49:37 GMT"));
+        assert!(since("Sun Nov  6 08:49:37 1994"));
+        assert!(!since("Saturday, 05-Nov-94 08:49:37 GMT"));
         assert!(!since("Sun, 06 Nov 1994 08:49:37 UTC"));
         assert!(!since("Sun, 99 Nov 1994 08:49:37 GMT"));
-        assert_eq!(http_date(b"Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
-        assert_eq!(
-            http_date(b"Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(784_111_777)
-        );
     }
 
     #[test]

@@ -16,45 +16,60 @@ use std::future::poll_fn;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, IF_MODIFIED_SINCE, IF_NONE_MATCH};
+use http::header::{CONTENT_LENGTH, SET_COOKIE};
 use http::{Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
 use tower_service::Service;
 
+use super::conditional::Conditions;
 use super::key::{vary_names, VariantKey};
-use super::policy::storable;
+use super::policy::{storable, Directives};
 use super::slot::{Handoff, Running, Slot};
 use super::stored::StoredResponse;
 use super::Core;
+use super::{date, fields, revalidate};
 use crate::http::body::GuardedBody;
 
 pub(crate) type SharedSlot<ReqBody, ResBody, E> = Arc<Slot<ReqBody, ResBody, E>>;
 
-/// Why a load stored nothing; the caller's slot says more.
+/// Why a load stored nothing; the caller's slot says more. `failed`: the
+/// handler failed (an error, or 500, 502, 503, 504), so a stale response
+/// may stand in within its stale-if-error; otherwise its answer was just
+/// not shareable, and each waiter asks the handler itself.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct NotStored;
+pub(crate) struct NotStored {
+    pub(crate) failed: bool,
+}
 
 /// Runs the request in `slot` through `inner`; stores a shareable answer
-/// under its variant of `key`'s resource.
+/// under its variant of `key`'s resource. With `base`, a stored response
+/// gone stale, the request is made conditional on its validators and a
+/// `304` freshens it (RFC 9111 §4.3); see [`super::revalidate`].
 pub(crate) async fn fetch<S, ReqBody, ResBody>(
     core: Arc<Core>,
     mut inner: S,
     slot: SharedSlot<ReqBody, ResBody, S::Error>,
     key: VariantKey,
+    base: Option<Arc<StoredResponse>>,
 ) -> Result<Arc<StoredResponse>, NotStored>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: Body<Data = Bytes> + Unpin,
 {
     // Another loader of this caller's took the request first.
-    let (request, running) = slot.take().ok_or(NotStored)?;
+    let (request, running) = slot.take().ok_or(NotStored { failed: false })?;
+    if let Some(base) = &base {
+        if let Some(current) = revalidate::already_replaced(&core, &key, base) {
+            running.end(Handoff::Stored(Arc::clone(&current)));
+            return Ok(current);
+        }
+    }
     let (mut parts, body) = request.into_parts();
-    // The stored response must be the full one: the layer answers the
-    // conditions itself.
-    parts.headers.remove(IF_NONE_MATCH);
-    parts.headers.remove(IF_MODIFIED_SINCE);
     let request_headers = parts.headers.clone();
+    if let Some(base) = &base {
+        revalidate::make_conditional(&mut parts.headers, base);
+    }
     let request = Request::from_parts(parts, body);
     let answer = match poll_fn(|cx| inner.poll_ready(cx)).await {
         Ok(()) => inner.call(request).await,
@@ -72,12 +87,19 @@ where
             )
         }
     };
+    let now = date::system_now();
+    if let Some(base) = &base {
+        if response.status() == StatusCode::NOT_MODIFIED {
+            return revalidate::freshen(&core, running, &key, base, &request_headers, response);
+        }
+    }
     let failed = matches!(response.status().as_u16(), 500 | 502 | 503 | 504);
     let verdict = storable(
         &request_headers,
         response.status(),
         response.headers(),
-        core.stale_limits,
+        &core.rules,
+        now,
     );
     let declared = response
         .headers()
@@ -85,11 +107,17 @@ where
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let fits = declared.is_none_or(|length| length <= core.max_body_bytes as u64);
+    if base.is_some() && !failed && !(verdict.is_some() && fits) {
+        // A full answer that replaces the stored one without being stored
+        // itself (RFC 9111 §4.3.3): the stale one is no longer the
+        // resource's.
+        drop(core.entries.remove(&key));
+    }
     let (Some(verdict), true) = (verdict, fits) else {
         let result = Box::new(Ok(response.map(GuardedBody::inner)));
         return hand_back(running, Handoff::Answer { result, failed });
     };
-    let (head, body) = response.into_parts();
+    let (mut head, body) = response.into_parts();
     let body = match buffer(body, core.max_body_bytes).await {
         Buffered::Complete(bytes) => bytes,
         unfinished => {
@@ -101,37 +129,50 @@ where
         let result = Box::new(Ok(Response::from_parts(head, GuardedBody::full(body))));
         return hand_back(running, Handoff::Answer { result, failed });
     };
+    let cookies: Vec<http::HeaderValue> =
+        head.headers.get_all(SET_COOKIE).iter().cloned().collect();
+    let directives = Directives::of(&head.headers);
+    fields::trim_for_storage(&mut head.headers, &directives, core.rules.shared);
     let stored = Arc::new(StoredResponse::new(head, body, core.clock.now(), &verdict));
     let variant = VariantKey::new(key.resource.clone(), &vary, &request_headers);
-    if vary.is_empty() {
-        if core.variants.contains_key(&key.resource) {
-            drop(core.variants.remove(&key.resource));
-        }
-    } else {
-        core.varied.mark(&key.resource);
-        core.variants.insert(key.resource.clone(), vary.into());
+    if !core.remember_variant(&variant, vary) {
+        let result = Box::new(Ok(stored.respond(
+            core.clock.now(),
+            &Conditions::default(),
+            false,
+        )));
+        return hand_back(running, Handoff::Answer { result, failed });
     }
     // Storing here, with the response's own lifetime, supersedes the
     // cache's flight for `key`: its waiters still get `stored`, and the
     // flight does not store it again with the cache's default lifetime.
     core.entries
-        .insert_with_ttl(variant.clone(), Arc::clone(&stored), verdict.time_to_live);
+        .insert_with_ttl(variant.clone(), Arc::clone(&stored), verdict.time_to_live());
+    if base.is_some() {
+        // The revalidation's flight stores nothing of its own.
+        drop(core.revalidations.remove(&key));
+    }
     let same_key = variant == key;
-    running.end(Handoff::Stored(Arc::clone(&stored)));
+    running.end(if cookies.is_empty() {
+        Handoff::Stored(Arc::clone(&stored))
+    } else {
+        Handoff::StoredWithCookies(Arc::clone(&stored), cookies)
+    });
     if same_key {
         Ok(stored)
     } else {
-        Err(NotStored)
+        Err(NotStored { failed: false })
     }
 }
 
 /// Gives the caller its answer, not shared: the load fails.
-fn hand_back<ReqBody, ResBody: Body, E>(
+pub(crate) fn hand_back<ReqBody, ResBody: Body, E>(
     running: Running<ReqBody, ResBody, E>,
     handoff: Handoff<ResBody, E>,
 ) -> Result<Arc<StoredResponse>, NotStored> {
+    let failed = matches!(handoff, Handoff::Answer { failed: true, .. });
     running.end(handoff);
-    Err(NotStored)
+    Err(NotStored { failed })
 }
 
 /// A body read as far as the limit allows.

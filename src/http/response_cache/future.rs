@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 use http::Response;
 use http_body::Body;
 
+use super::invalidate::Target;
 use crate::http::body::GuardedBody;
 
 /// What the boxed loading path resolves to.
@@ -54,6 +55,15 @@ pin_project_lite::pin_project! {
             #[pin]
             future: F,
         },
+        // An unsafe request: the inner service's answer, then the stored
+        // responses it changed are invalidated.
+        Invalidating {
+            #[pin]
+            future: F,
+            // Boxed: the hit path returns this future by value, and an
+            // unsafe request is rare enough to pay for the allocation.
+            target: Option<Box<Target>>,
+        },
         // Through the cache's loading.
         Loading {
             future: Loading<B, E>,
@@ -75,6 +85,13 @@ impl<F, B: Body, E> ResponseCacheFuture<F, B, E> {
         }
     }
 
+    pub(crate) fn invalidating(future: F, target: Target) -> Self {
+        let target = Some(Box::new(target));
+        ResponseCacheFuture {
+            state: State::Invalidating { future, target },
+        }
+    }
+
     pub(crate) fn loading(future: Loading<B, E>) -> Self {
         ResponseCacheFuture {
             state: State::Loading { future },
@@ -87,6 +104,7 @@ impl<F, B: Body, E> std::fmt::Debug for ResponseCacheFuture<F, B, E> {
         let state = match &self.state {
             State::Ready { .. } => "Ready",
             State::Inner { .. } => "Inner",
+            State::Invalidating { .. } => "Invalidating",
             State::Loading { .. } => "Loading",
         };
         f.debug_struct("ResponseCacheFuture")
@@ -111,6 +129,13 @@ where
             StateProjection::Inner { future } => future
                 .poll(cx)
                 .map(|result| result.map(|response| response.map(GuardedBody::inner))),
+            StateProjection::Invalidating { future, target } => {
+                let result = std::task::ready!(future.poll(cx));
+                if let (Ok(response), Some(target)) = (&result, target.take()) {
+                    target.answered(response.status(), response.headers());
+                }
+                Poll::Ready(result.map(|response| response.map(GuardedBody::inner)))
+            }
             StateProjection::Loading { future } => future.as_mut().poll(cx),
         }
     }

@@ -33,8 +33,15 @@ pub(crate) struct ResourceKey {
 
 impl ResourceKey {
     pub(crate) fn of<B>(request: &Request<B>, hasher: &ahash::RandomState) -> ResourceKey {
-        let host = request.headers().get(HOST);
-        let uri = request.uri();
+        ResourceKey::new(request.headers().get(HOST), request.uri(), hasher)
+    }
+
+    /// The key a `GET` for `uri` with `Host: host` would have.
+    pub(crate) fn new(
+        host: Option<&HeaderValue>,
+        uri: &Uri,
+        hasher: &ahash::RandomState,
+    ) -> ResourceKey {
         let mut state = hasher.build_hasher();
         host.map(HeaderValue::as_bytes).hash(&mut state);
         uri.scheme_str().hash(&mut state);
@@ -105,6 +112,46 @@ impl VariedResources {
     }
 }
 
+/// Variants of one resource the invalidation of it (RFC 9111 §4.4) must
+/// reach: more than this many are not stored.
+const MOST_VARIANTS: usize = 256;
+
+/// What the layer knows of a resource whose responses vary: the header
+/// names its `Vary` lists, and the variants it stored, so that an unsafe
+/// request can remove them all.
+pub(crate) struct Variants {
+    pub(crate) names: Box<[HeaderName]>,
+    stored: parking_lot::Mutex<Vec<VariantKey>>,
+}
+
+impl Variants {
+    pub(crate) fn new(names: Box<[HeaderName]>) -> Self {
+        Variants {
+            names,
+            stored: parking_lot::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Records `key` as stored; `false` when the resource already has as
+    /// many variants as it may (the response is then not stored).
+    pub(crate) fn record(&self, key: &VariantKey) -> bool {
+        let mut stored = self.stored.lock();
+        if stored.contains(key) {
+            return true;
+        }
+        if stored.len() >= MOST_VARIANTS {
+            return false;
+        }
+        stored.push(key.clone());
+        true
+    }
+
+    /// Every variant recorded.
+    pub(crate) fn stored(&self) -> Vec<VariantKey> {
+        self.stored.lock().clone()
+    }
+}
+
 /// One stored variant of a resource.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct VariantKey {
@@ -128,19 +175,86 @@ impl VariantKey {
     }
 }
 
-/// All values of `name`, joined with `, ` when there are several.
+/// All values of `name`, joined with `, ` when there are several, and
+/// normalised where the field's grammar makes spellings equivalent.
 fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
     let mut values = headers.get_all(name).iter();
     let first = values.next()?;
-    let Some(second) = values.next() else {
+    let second = values.next();
+    let style = normalisation(name);
+    if second.is_none() && !style.changes(first.as_bytes()) {
         return Some(first.clone());
-    };
+    }
     let mut all = first.as_bytes().to_vec();
-    for value in std::iter::once(second).chain(values) {
+    for value in second.into_iter().chain(values) {
         all.extend_from_slice(b", ");
         all.extend_from_slice(value.as_bytes());
     }
-    HeaderValue::from_bytes(&all).ok()
+    HeaderValue::from_bytes(&style.apply(&all)).ok()
+}
+
+/// How a varying request field's value is normalised before it keys a
+/// variant (RFC 9111 §4.1 lets a cache normalise values it knows the
+/// syntax of): only for the content negotiation fields, which are lists
+/// (whitespace around commas does not count) of case-insensitive tokens.
+/// Any other field is keyed as sent: two spellings are two entries,
+/// never one wrong answer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Normalisation {
+    AsSent,
+    /// A list: items trimmed, joined with `,`.
+    List,
+    /// A list of case-insensitive items: also lower-cased.
+    CaselessList,
+}
+
+fn normalisation(name: &HeaderName) -> Normalisation {
+    match name.as_str() {
+        "accept-encoding" | "accept-language" | "accept-charset" => Normalisation::CaselessList,
+        "accept" => Normalisation::List,
+        _ => Normalisation::AsSent,
+    }
+}
+
+impl Normalisation {
+    /// Whether normalising would change `value` (the common request
+    /// needs no new value).
+    fn changes(self, value: &[u8]) -> bool {
+        match self {
+            Normalisation::AsSent => false,
+            Normalisation::List | Normalisation::CaselessList => {
+                let padded = value
+                    .windows(2)
+                    .any(|pair| matches!(pair, [b',', b' ' | b'\t'] | [b' ' | b'\t', b',']));
+                let edges = matches!(value.first(), Some(b' ' | b'\t'))
+                    || matches!(value.last(), Some(b' ' | b'\t'));
+                let upper =
+                    self == Normalisation::CaselessList && value.iter().any(u8::is_ascii_uppercase);
+                padded || edges || upper
+            }
+        }
+    }
+
+    fn apply(self, value: &[u8]) -> Vec<u8> {
+        if self == Normalisation::AsSent {
+            return value.to_vec();
+        }
+        let mut normal = Vec::with_capacity(value.len());
+        for item in value.split(|&b| b == b',') {
+            let item = item.trim_ascii();
+            if item.is_empty() {
+                continue;
+            }
+            if !normal.is_empty() {
+                normal.push(b',');
+            }
+            normal.extend_from_slice(item);
+        }
+        if self == Normalisation::CaselessList {
+            normal.make_ascii_lowercase();
+        }
+        normal
+    }
 }
 
 /// The header names a response's `Vary` lists, lower-cased and in order;
@@ -207,6 +321,30 @@ mod tests {
         assert_ne!(key(&request("de")), key(&request("fr")));
         let without = VariantKey::whole(ResourceKey::of(&request("de"), &hasher));
         assert_ne!(key(&request("de")), without);
+    }
+
+    #[test]
+    fn negotiation_fields_are_normalised_others_are_not() {
+        let hasher = ahash::RandomState::new();
+        let vary = [
+            HeaderName::from_static("accept-encoding"),
+            HeaderName::from_static("x-custom"),
+        ];
+        let key = |encoding: &[&str], custom: &str| {
+            let mut request = Request::get("/page").header("x-custom", custom);
+            for value in encoding {
+                request = request.header("accept-encoding", *value);
+            }
+            let request = request.body(()).unwrap();
+            VariantKey::new(ResourceKey::of(&request, &hasher), &vary, request.headers())
+        };
+        let plain = key(&["gzip,br"], "A, b");
+        assert_eq!(key(&["GZIP , br"], "A, b"), plain);
+        assert_eq!(key(&[" gzip,  BR "], "A, b"), plain);
+        assert_eq!(key(&["gzip", "br"], "A, b"), plain);
+        assert_ne!(key(&["br,gzip"], "A, b"), plain);
+        assert_ne!(key(&["gzip,br"], "a, b"), plain);
+        assert_ne!(key(&["gzip,br"], "A,b"), plain);
     }
 
     #[test]

@@ -1,57 +1,90 @@
-//! The RFC 9111 rules the response cache applies, written out as the small
+//! The RFC 9111 rules the response cache applies, written out as the
 //! subset this layer needs (see the [parent module](super) for why not
-//! `http-cache-semantics`).
+//! `http-cache-semantics`): the `Cache-Control` directives, and whether a
+//! response may be stored (§3).
 //!
 //! * `Cache-Control` is parsed tolerantly: directive names are
-//!   case-insensitive, quoted values may hold commas. A value that cannot be
-//!   read (`max-age=soon`, a repeated `max-age`, a line that is not visible
-//!   ASCII) makes the response count as stale, so it is not stored
-//!   (RFC 9111 §4.2.1: "either the first occurrence should be used or the
-//!   response should be considered stale"). Ages over 2^31 seconds are
-//!   2^31 (§1.2.2).
-//! * A response is stored only with explicit freshness (`s-maxage`, else
-//!   `max-age`); `Expires` and heuristic freshness are not used.
-//! * Stale windows are read here too, and judged in [`super::stale`].
+//!   case-insensitive, quoted values may hold commas. A line that is not
+//!   visible ASCII makes the response unstorable; a freshness value that
+//!   cannot be read (`max-age=soon`, a repeated `max-age`) makes it stale
+//!   (§4.2.1: "either the first occurrence should be used or the response
+//!   should be considered stale"), so it is stored only to be revalidated.
+//!   Ages over 2^31 seconds are 2^31 (§1.2.2).
+//! * A response is stored when §3 allows it: a final status (206 and 304
+//!   aside: the layer keeps complete responses), no `no-store` (unless
+//!   `must-understand` with a status the layer understands, §5.2.2.3), not
+//!   `private` in a shared cache, `Authorization` only with an explicit
+//!   permission (§3.5), and some freshness: `public`, `max-age`,
+//!   `s-maxage`, `Expires`, or a heuristically cacheable status. One that
+//!   is stale on arrival is still stored if it has a validator or a stale
+//!   window, since either makes it useful.
+//! * Freshness is computed in [`super::freshness`], stale windows judged
+//!   in [`super::stale`], header fields trimmed in [`super::headers`].
 
 use std::time::Duration;
 
-use http::header::{AGE, AUTHORIZATION, CACHE_CONTROL, SET_COOKIE};
+use http::header::{AUTHORIZATION, CACHE_CONTROL, ETAG, LAST_MODIFIED, SET_COOKIE};
 use http::{HeaderMap, StatusCode};
 
+use super::freshness::{self, heuristically_cacheable, Heuristic, Lifetime};
 pub(crate) use super::stale::StaleWindows;
 
 /// The largest delta-seconds value RFC 9111 §1.2.2 asks a cache to keep.
 const MAX_DELTA_SECONDS: u64 = 1 << 31;
 
-/// The `Cache-Control` directives the layer acts on.
+/// The `Cache-Control` directives the layer acts on, of a request or a
+/// response. Copied, never allocated: the hit path reads a request's.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Directives {
     pub(crate) no_store: bool,
+    /// `no-cache` without field names: revalidate before every use.
     pub(crate) no_cache: bool,
+    /// `no-cache="field, ..."`: those fields are not stored.
+    pub(crate) no_cache_fields: bool,
+    /// `private` without field names.
     pub(crate) private: bool,
+    /// `private="field, ..."`: a shared cache does not store those fields.
+    pub(crate) private_fields: bool,
     pub(crate) public: bool,
     pub(crate) must_revalidate: bool,
+    pub(crate) proxy_revalidate: bool,
+    pub(crate) must_understand: bool,
+    pub(crate) only_if_cached: bool,
     pub(crate) max_age: Option<u64>,
     pub(crate) s_maxage: Option<u64>,
+    /// A request's `max-stale`; `u64::MAX` when it names no limit.
+    pub(crate) max_stale: Option<u64>,
+    pub(crate) min_fresh: Option<u64>,
     /// `stale-while-revalidate=` (RFC 5861 §3), 0 when unreadable.
     pub(crate) stale_while_revalidate: Option<u64>,
     /// `stale-if-error=` (RFC 5861 §4), 0 when unreadable.
     pub(crate) stale_if_error: Option<u64>,
-    /// Something could not be read; see the module docs.
+    /// A line could not be read at all.
     pub(crate) unreadable: bool,
+    /// A freshness value could not be read or was repeated: stale.
+    pub(crate) conflicting: bool,
+    /// Read from a targeted field (RFC 9213), so `Expires` is ignored.
+    pub(crate) targeted: bool,
 }
 
 impl Directives {
     /// The directives of every `Cache-Control` line in `headers`.
+    #[inline]
     pub(crate) fn of(headers: &HeaderMap) -> Directives {
         let mut directives = Directives::default();
         for line in headers.get_all(CACHE_CONTROL) {
-            match line.to_str() {
-                Ok(text) => split_list(text).for_each(|item| directives.add(item)),
-                Err(_) => directives.unreadable = true,
-            }
+            directives.read_line(line);
         }
         directives
+    }
+
+    /// Adds the directives of one field line (of `Cache-Control` or a
+    /// targeted field).
+    pub(crate) fn read_line(&mut self, line: &http::HeaderValue) {
+        match line.to_str() {
+            Ok(text) => split_list(text).for_each(|item| self.add(item)),
+            Err(_) => self.unreadable = true,
+        }
     }
 
     fn add(&mut self, item: &str) {
@@ -59,48 +92,73 @@ impl Directives {
             Some((name, value)) => (name.trim(), Some(value.trim())),
             None => (item, None),
         };
-        let flag = |name: &str, wanted: &str| name.eq_ignore_ascii_case(wanted);
-        if flag(name, "no-store") {
+        let flag = |wanted: &str| name.eq_ignore_ascii_case(wanted);
+        if flag("no-store") {
             self.no_store = true;
-        } else if flag(name, "no-cache") {
-            // With field names (`no-cache="set-cookie"`) too: the layer
-            // does not revalidate, so it does not store.
-            self.no_cache = true;
-        } else if flag(name, "private") {
-            self.private = true;
-        } else if flag(name, "public") {
+        } else if flag("no-cache") {
+            match value {
+                Some(_) => self.no_cache_fields = true,
+                None => self.no_cache = true,
+            }
+        } else if flag("private") {
+            match value {
+                Some(_) => self.private_fields = true,
+                None => self.private = true,
+            }
+        } else if flag("public") {
             self.public = true;
-        } else if flag(name, "must-revalidate") || flag(name, "proxy-revalidate") {
+        } else if flag("must-revalidate") {
             self.must_revalidate = true;
-        } else if flag(name, "max-age") {
+        } else if flag("proxy-revalidate") {
+            self.proxy_revalidate = true;
+        } else if flag("must-understand") {
+            self.must_understand = true;
+        } else if flag("only-if-cached") {
+            self.only_if_cached = true;
+        } else if flag("max-age") {
             self.max_age = self.seconds(self.max_age, value);
-        } else if flag(name, "s-maxage") {
+        } else if flag("s-maxage") {
             self.s_maxage = self.seconds(self.s_maxage, value);
-        } else if flag(name, "stale-while-revalidate") {
+        } else if flag("min-fresh") {
+            self.min_fresh = self.seconds(self.min_fresh, value);
+        } else if flag("max-stale") {
+            self.max_stale = match value {
+                None => Some(u64::MAX),
+                Some(_) => self.seconds(self.max_stale, value),
+            };
+        } else if flag("stale-while-revalidate") {
             self.stale_while_revalidate = Some(window(self.stale_while_revalidate, value));
-        } else if flag(name, "stale-if-error") {
+        } else if flag("stale-if-error") {
             self.stale_if_error = Some(window(self.stale_if_error, value));
         }
     }
 
-    /// A delta-seconds value; a second occurrence or an unreadable value
-    /// marks the whole as unreadable.
+    /// A delta-seconds value; a second, different occurrence or an
+    /// unreadable value marks the freshness as conflicting.
     fn seconds(&mut self, earlier: Option<u64>, value: Option<&str>) -> Option<u64> {
         let value = value.map(|v| v.trim_matches('"'));
-        match value.and_then(delta_seconds) {
-            Some(seconds) if earlier.is_none() => Some(seconds),
-            _ => {
-                self.unreadable = true;
-                earlier
+        match (value.and_then(delta_seconds), earlier) {
+            (Some(seconds), None) => Some(seconds),
+            (Some(seconds), Some(first)) if seconds == first => Some(first),
+            (_, earlier) => {
+                self.conflicting = true;
+                earlier.or(Some(0))
             }
         }
     }
 
-    /// Whether a request asks the cache not to answer from storage
-    /// (`no-cache`, `max-age=0`): the layer then goes to the handler, and
-    /// may store what it answers.
+    /// Whether a request asks for the origin's word (`no-cache`,
+    /// `max-age=0`): a stored response is revalidated before it answers.
+    #[inline]
     pub(crate) fn wants_origin(&self) -> bool {
         self.no_cache || self.max_age == Some(0)
+    }
+
+    /// Whether a request limits what a stored response may answer it
+    /// (`max-age`, `min-fresh`, `max-stale`).
+    #[inline]
+    pub(crate) fn limits_age(&self) -> bool {
+        self.max_age.is_some() || self.min_fresh.is_some() || self.max_stale.is_some()
     }
 }
 
@@ -151,60 +209,144 @@ pub(crate) fn split_list(text: &str) -> impl Iterator<Item = &str> {
     })
 }
 
-/// Status codes a cache may store (RFC 9110 §15.1's heuristically
-/// cacheable list; 206 is left out: the layer does not combine ranges).
-fn is_cacheable_status(status: StatusCode) -> bool {
+/// Status codes whose caching rules the layer knows (RFC 9110 §15), for
+/// `must-understand` (RFC 9111 §5.2.2.3).
+fn understood(status: StatusCode) -> bool {
     matches!(
         status.as_u16(),
-        200 | 203 | 204 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
+        200..=206 | 300..=305 | 307 | 308 | 400..=417 | 421 | 422 | 426 | 500..=505
     )
+}
+
+/// The layer's settings the rules depend on.
+#[derive(Debug, Clone)]
+pub(crate) struct Rules {
+    /// Targeted cache-control fields (RFC 9213), most specific first.
+    pub(crate) targeted: Box<[http::HeaderName]>,
+    /// A shared cache (§3.5, `s-maxage`, `private`) or a private one.
+    pub(crate) shared: bool,
+    /// Stale windows for a response that names none (an opt-in; none by
+    /// default).
+    pub(crate) default_windows: StaleWindows,
+    pub(crate) heuristic: Option<Heuristic>,
+    /// How long a stale response with a validator stays stored, to be
+    /// revalidated.
+    pub(crate) keep_stale: Duration,
+    /// Store responses with `Set-Cookie`, without that field.
+    pub(crate) store_set_cookie: bool,
 }
 
 /// How long a response may be stored, the age it arrived with, and how
 /// long it may be served stale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Storable {
-    /// Freshness left: the lifetime less the age it arrived with.
-    pub(crate) time_to_live: Duration,
-    /// The response's `Age` when it arrived, in seconds.
+    /// Freshness left: the lifetime less the age it arrived with; zero for
+    /// one stale on arrival.
+    pub(crate) freshness: Duration,
+    /// The response's age when it arrived, in seconds.
     pub(crate) initial_age: u64,
-    /// Its stale windows, within the layer's.
+    /// Its stale windows.
     pub(crate) windows: StaleWindows,
+    /// How long past its freshness it stays stored: its widest window, or
+    /// the layer's `keep_stale` when it has a validator.
+    pub(crate) kept_stale: Duration,
+    /// Its freshness came from a heuristic, not from the origin.
+    pub(crate) heuristic: bool,
+    /// Never served stale (`no-cache`, `must-revalidate`, in a shared
+    /// cache `proxy-revalidate`), not even to a request with `max-stale`.
+    pub(crate) must_revalidate: bool,
 }
 
-/// Whether a shared cache may store a response to a `GET` (RFC 9111 §3,
-/// §3.5 for `Authorization`), for how long, and its stale windows within
-/// the layer's `limits`.
+impl Storable {
+    /// The entry's time-to-live in the cache.
+    pub(crate) fn time_to_live(&self) -> Duration {
+        self.freshness.saturating_add(self.kept_stale)
+    }
+}
+
+/// Whether the cache may store a response to a `GET` (RFC 9111 §3, §3.5
+/// for `Authorization`) that arrived at `now` (seconds since 1970), and on
+/// what terms.
 pub(crate) fn storable(
     request_headers: &HeaderMap,
     status: StatusCode,
     headers: &HeaderMap,
-    limits: StaleWindows,
+    rules: &Rules,
+    now: i64,
 ) -> Option<Storable> {
-    if !is_cacheable_status(status) || headers.contains_key(SET_COOKIE) {
+    let code = status.as_u16();
+    if code < 200 || code == 206 || code == 304 {
         return None;
     }
-    let directives = Directives::of(headers);
-    if directives.unreadable || directives.no_store || directives.private || directives.no_cache {
+    if headers.contains_key(SET_COOKIE) && !rules.store_set_cookie {
         return None;
     }
-    if request_headers.contains_key(AUTHORIZATION)
+    let directives = super::targeted::response_directives(headers, &rules.targeted);
+    if directives.unreadable {
+        return None;
+    }
+    if directives.must_understand {
+        if !understood(status) {
+            return None;
+        }
+    } else if directives.no_store {
+        return None;
+    }
+    if rules.shared && directives.private {
+        return None;
+    }
+    if rules.shared
+        && request_headers.contains_key(AUTHORIZATION)
         && !(directives.public || directives.s_maxage.is_some() || directives.must_revalidate)
     {
         return None;
     }
     // `Vary: *` or an unreadable `Vary`: no request could be matched to it.
     super::key::vary_names(headers)?;
-    let lifetime = directives.s_maxage.or(directives.max_age)?;
-    let initial_age = match headers.get(AGE) {
-        None => 0,
-        Some(age) => age.to_str().ok().and_then(delta_seconds)?,
+    let lifetime = freshness::lifetime(
+        status,
+        headers,
+        &directives,
+        rules.shared,
+        rules.heuristic,
+        now,
+    );
+    let permitted = directives.public
+        || (!rules.shared && directives.private)
+        || matches!(lifetime, Lifetime::Explicit(_))
+        || heuristically_cacheable(status);
+    if !permitted {
+        return None;
+    }
+    let initial_age = freshness::initial_age(headers, now);
+    let lifetime_seconds = if directives.no_cache {
+        0
+    } else {
+        lifetime.seconds()
     };
-    let left = lifetime.checked_sub(initial_age).filter(|&left| left > 0)?;
+    let freshness = Duration::from_secs(lifetime_seconds.saturating_sub(initial_age));
+    let windows = StaleWindows::of(&directives, rules.shared, rules.default_windows);
+    let validated = headers.contains_key(ETAG) || headers.contains_key(LAST_MODIFIED);
+    let kept_stale = windows
+        .while_revalidate
+        .max(windows.if_error)
+        .max(if validated {
+            rules.keep_stale
+        } else {
+            Duration::ZERO
+        });
+    if freshness.is_zero() && kept_stale.is_zero() {
+        return None;
+    }
     Some(Storable {
-        time_to_live: Duration::from_secs(left),
+        freshness,
         initial_age,
-        windows: StaleWindows::of(&directives, limits),
+        windows,
+        kept_stale,
+        heuristic: matches!(lifetime, Lifetime::Heuristic(_)),
+        must_revalidate: directives.no_cache
+            || directives.must_revalidate
+            || (rules.shared && directives.proxy_revalidate),
     })
 }
 
@@ -224,14 +366,28 @@ mod tests {
         map
     }
 
-    const LIMITS: StaleWindows = StaleWindows {
-        while_revalidate: Duration::from_secs(60),
-        if_error: Duration::from_secs(600),
-    };
+    fn rules() -> Rules {
+        Rules {
+            targeted: Box::new([]),
+            shared: true,
+            default_windows: StaleWindows {
+                while_revalidate: Duration::ZERO,
+                if_error: Duration::ZERO,
+            },
+            heuristic: None,
+            keep_stale: Duration::from_secs(300),
+            store_set_cookie: false,
+        }
+    }
+    const NOW: i64 = 784_111_777;
+
+    fn verdict(status: u16, pairs: &[(&str, &str)]) -> Option<Storable> {
+        let status = StatusCode::from_u16(status).unwrap();
+        storable(&HeaderMap::new(), status, &headers(pairs), &rules(), NOW)
+    }
 
     fn ttl(pairs: &[(&str, &str)]) -> Option<u64> {
-        storable(&HeaderMap::new(), StatusCode::OK, &headers(pairs), LIMITS)
-            .map(|s| s.time_to_live.as_secs())
+        verdict(200, pairs).map(|s| s.freshness.as_secs())
     }
 
     #[test]
@@ -246,7 +402,16 @@ mod tests {
             ttl(&[("cache-control", "max-age=60"), ("age", "20")]),
             Some(40)
         );
+        // Stale on arrival, and nothing to revalidate with: not stored.
         assert_eq!(ttl(&[("cache-control", "max-age=60"), ("age", "60")]), None);
+        assert_eq!(
+            ttl(&[
+                ("cache-control", "max-age=60"),
+                ("age", "60"),
+                ("etag", "\"a\"")
+            ]),
+            Some(0)
+        );
         assert_eq!(
             ttl(&[("cache-control", "max-age=99999999999999")]),
             Some(1 << 31)
@@ -256,43 +421,70 @@ mod tests {
 
     #[test]
     fn what_forbids_storing() {
-        for value in [
-            "no-store, max-age=60",
-            "private, max-age=60",
-            "no-cache, max-age=60",
-        ] {
+        for value in ["no-store, max-age=60", "private, max-age=60"] {
             assert_eq!(ttl(&[("cache-control", value)]), None, "{value}");
         }
-        assert_eq!(
-            ttl(&[("cache-control", "private=\"a, b\", max-age=9")]),
-            None
-        );
         assert_eq!(
             ttl(&[("cache-control", "max-age=60"), ("set-cookie", "a=b")]),
             None
         );
         assert_eq!(ttl(&[("cache-control", "max-age=60"), ("vary", "*")]), None);
-        let partial = storable(
-            &HeaderMap::new(),
-            StatusCode::PARTIAL_CONTENT,
-            &headers(&[("cache-control", "max-age=60")]),
-            LIMITS,
-        );
-        assert!(partial.is_none());
+        assert!(verdict(206, &[("cache-control", "max-age=60")]).is_none());
+        assert!(verdict(304, &[("cache-control", "max-age=60")]).is_none());
+        // No freshness and a status that is not heuristically cacheable.
+        assert!(verdict(302, &[("etag", "\"a\"")]).is_none());
     }
 
     #[test]
-    fn malformed_cache_control_is_not_stored_and_never_panics() {
+    fn any_final_status_with_explicit_freshness_is_stored() {
+        for status in [200, 302, 303, 307, 400, 403, 404, 500, 503, 599] {
+            let stored = verdict(status, &[("cache-control", "max-age=60")]);
+            assert_eq!(stored.map(|s| s.freshness.as_secs()), Some(60), "{status}");
+        }
+    }
+
+    #[test]
+    fn qualified_private_and_no_cache_still_store() {
+        assert_eq!(
+            ttl(&[("cache-control", "private=\"x-user, x-b\", max-age=9")]),
+            Some(9)
+        );
+        assert_eq!(
+            ttl(&[("cache-control", "no-cache=\"x-user\", max-age=9")]),
+            Some(9)
+        );
+        // Unqualified no-cache: stored (with a validator) but never fresh.
+        assert_eq!(ttl(&[("cache-control", "no-cache, max-age=60")]), None);
+        assert_eq!(
+            ttl(&[("cache-control", "no-cache, max-age=60"), ("etag", "\"a\"")]),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn must_understand_overrides_no_store_for_known_statuses() {
+        let cc = [("cache-control", "max-age=60, no-store, must-understand")];
+        assert!(verdict(200, &cc).is_some());
+        assert!(verdict(299, &cc).is_none());
+    }
+
+    #[test]
+    fn malformed_cache_control_is_stale_and_never_panics() {
         for value in [
             "max-age=soon",
             "max-age=",
             "max-age=-1",
             "max-age=1, max-age=2",
             "max-age=1e3",
-            "\"unterminated, max-age=5",
         ] {
             assert_eq!(ttl(&[("cache-control", value)]), None, "{value}");
+            assert_eq!(
+                ttl(&[("cache-control", value), ("etag", "\"a\"")]),
+                Some(0),
+                "{value}"
+            );
         }
+        assert_eq!(ttl(&[("cache-control", "max-age=5, max-age=5")]), Some(5));
         assert_eq!(ttl(&[("cache-control", ",,, max-age=5 ,,")]), Some(5));
         let huge = format!("{}max-age=7", "x, ".repeat(50_000));
         assert_eq!(ttl(&[("cache-control", huge.as_str())]), Some(7));
@@ -307,18 +499,25 @@ mod tests {
     #[test]
     fn authorization_needs_an_explicit_permission() {
         let request = headers(&[("authorization", "Bearer t")]);
-        let plain = headers(&[("cache-control", "max-age=60")]);
-        assert!(storable(&request, StatusCode::OK, &plain, LIMITS).is_none());
-        let public = headers(&[("cache-control", "public, max-age=60")]);
-        assert!(storable(&request, StatusCode::OK, &public, LIMITS).is_some());
-        let revalidated = headers(&[("cache-control", "must-revalidate, max-age=60")]);
-        assert!(storable(&request, StatusCode::OK, &revalidated, LIMITS).is_some());
+        let check = |cc: &str| {
+            let response = headers(&[("cache-control", cc)]);
+            storable(&request, StatusCode::OK, &response, &rules(), NOW).is_some()
+        };
+        assert!(!check("max-age=60"));
+        assert!(check("public, max-age=60"));
+        assert!(check("must-revalidate, max-age=60"));
+        assert!(check("s-maxage=60"));
     }
 
     #[test]
     fn request_directives() {
-        assert!(Directives::of(&headers(&[("cache-control", "no-cache")])).wants_origin());
-        assert!(Directives::of(&headers(&[("cache-control", "max-age=0")])).wants_origin());
-        assert!(!Directives::of(&headers(&[("cache-control", "max-age=5")])).wants_origin());
+        let of = |value: &str| Directives::of(&headers(&[("cache-control", value)]));
+        assert!(of("no-cache").wants_origin());
+        assert!(of("max-age=0").wants_origin());
+        assert!(!of("max-age=5").wants_origin());
+        assert_eq!(of("max-stale").max_stale, Some(u64::MAX));
+        assert_eq!(of("max-stale=5").max_stale, Some(5));
+        assert_eq!(of("min-fresh=5").min_fresh, Some(5));
+        assert!(of("only-if-cached").only_if_cached);
     }
 }

@@ -20,18 +20,18 @@ use tower_service::Service;
 use super::conditional::Conditions;
 use super::fetch::{fetch, internal_error, SharedSlot};
 use super::future::ResponseCacheFuture;
+use super::invalidate::{is_safe, Target};
 use super::key::{ResourceKey, VariantKey};
 use super::policy::Directives;
+use super::revalidate::revalidate;
 use super::slot::{Handoff, Slot};
-use super::stale::may_answer;
 use super::stored::StoredResponse;
 use super::Core;
 use crate::http::body::GuardedBody;
 
 /// Loads one request may take part in before it calls the handler on its
-/// own: its first, one after learning its resource's `Vary`, one after
-/// setting aside an entry past its windows.
-const MOST_LOADS: u32 = 3;
+/// own: its first, and one after learning its resource's `Vary`.
+const MOST_LOADS: u32 = 2;
 
 /// The service [`ResponseCacheLayer`](super::ResponseCacheLayer) makes.
 /// Clones share the stored responses.
@@ -113,7 +113,13 @@ where
         let head_only = match *request.method() {
             Method::GET => false,
             Method::HEAD => true,
-            _ => return ResponseCacheFuture::inner(self.inner.call(request)),
+            ref method if is_safe(method) => {
+                return ResponseCacheFuture::inner(self.inner.call(request))
+            }
+            _ => {
+                let target = Target::of(&self.core, &request);
+                return ResponseCacheFuture::invalidating(self.inner.call(request), target);
+            }
         };
         let directives = Directives::of(request.headers());
         if directives.no_store {
@@ -122,21 +128,27 @@ where
         let core = &*self.core;
         let conditions = Conditions::of(request.headers());
         let key = variant_key(core, &request);
-        let wants_origin = directives.wants_origin();
-        if head_only || !wants_origin {
-            if let Some(stored) = core.entries.get(&key) {
-                return ResponseCacheFuture::ready(stored.respond(
-                    core.clock.now(),
-                    &conditions,
-                    head_only,
-                ));
+        let found = core.entries.get(&key);
+        if let Some(stored) = &found {
+            let now = core.clock.now();
+            if stored.satisfies(now, &directives) {
+                return ResponseCacheFuture::ready(stored.respond(now, &conditions, head_only));
             }
+            // Stored, but not fresh enough to answer as it is: not a hit.
+            core.recounted_hits.fetch_add(1, Ordering::Relaxed);
+        }
+        if directives.only_if_cached && !head_only {
+            // RFC 9111 §5.2.1.7: nothing stored that may answer.
+            let mut response = Response::new(GuardedBody::empty());
+            *response.status_mut() = http::StatusCode::GATEWAY_TIMEOUT;
+            return ResponseCacheFuture::ready(response);
         }
         if head_only {
             // A HEAD is answered from a fresh stored GET, never stored itself.
             return ResponseCacheFuture::inner(self.inner.call(request));
         }
-        if !wants_origin {
+        let wants_origin = directives.wants_origin();
+        if found.is_none() && !wants_origin {
             // The loading lookup counts this miss again.
             core.recounted_misses.fetch_add(1, Ordering::Relaxed);
         }
@@ -145,16 +157,24 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let core = Arc::clone(&self.core);
-        let request = Pending {
-            slot: Slot::new(request),
-            key,
-            conditions,
-        };
+        let slot = Slot::new(request);
         ResponseCacheFuture::loading(Box::pin(async move {
-            if wants_origin {
-                refresh(core, inner, request).await
-            } else {
-                load(core, inner, request).await
+            match found {
+                Some(stale) => {
+                    revalidate(core, inner, slot, key, stale, conditions, wants_origin).await
+                }
+                None => {
+                    let request = Pending {
+                        slot,
+                        key,
+                        conditions,
+                    };
+                    if wants_origin {
+                        refresh(core, inner, request).await
+                    } else {
+                        load(core, inner, request).await
+                    }
+                }
             }
         }))
     }
@@ -167,8 +187,9 @@ struct Pending<ReqBody, ResBody: Body, E> {
     conditions: Conditions,
 }
 
-/// A request that asked for the origin (`no-cache`, `max-age=0`): one
-/// handler call of its own, whose answer may refresh what is stored.
+/// A request that asked for the origin (`no-cache`, `max-age=0`) with
+/// nothing stored: one handler call of its own, whose answer may be
+/// stored.
 async fn refresh<S, ReqBody, ResBody>(
     core: Arc<Core>,
     inner: S,
@@ -183,7 +204,10 @@ where
         key,
         conditions,
     } = request;
-    let stored = fetch(Arc::clone(&core), inner, Arc::clone(&slot), key).await;
+    let stored = fetch(Arc::clone(&core), inner, Arc::clone(&slot), key, None).await;
+    if let Some(handoff) = slot.ended() {
+        return answer(&core, handoff, None, &conditions);
+    }
     if let Ok(stored) = stored {
         return Ok(stored.respond(core.clock.now(), &conditions, false));
     }
@@ -193,8 +217,8 @@ where
     }
 }
 
-/// A miss or a stale entry: through the cache's loading, so that one
-/// handler call serves every request for the key.
+/// A miss: through the cache's loading, so that one handler call serves
+/// every request for the key.
 async fn load<S, ReqBody, ResBody>(
     core: Arc<Core>,
     inner: S,
@@ -213,63 +237,39 @@ where
         mut key,
         conditions,
     } = request;
-    // A stored response past its own windows, set aside for stale-if-error
-    // while the load it asked for runs.
-    let mut set_aside: Option<Arc<StoredResponse>> = None;
     let mut looked_again = false;
     for _ in 0..MOST_LOADS {
         let loader = {
             let (core, inner, slot) = (Arc::clone(&core), inner.clone(), Arc::clone(&slot));
-            move |key| fetch(core, inner, slot, key)
+            move |key| fetch(core, inner, slot, key, None)
         };
         let loaded = core.entries.get_or_try_load_async(&key, loader).await;
         if let Some(handoff) = slot.ended() {
-            // Our own request's outcome; on a failure, the entry the cache
-            // fell back to (or the one set aside) may stand in for it.
-            let stale = loaded.ok().or(set_aside);
-            return answer(&core, handoff, stale, &conditions);
+            return answer(&core, handoff, None, &conditions);
         }
         let now = core.clock.now();
-        let stale = match loaded {
-            Ok(stored) if may_answer(&stored, now, core.stale_limits, false) => {
+        match loaded {
+            Ok(stored) if stored.is_fresh(now) => {
                 return Ok(stored.respond(now, &conditions, false));
             }
-            Ok(stored) => Some(stored),
-            Err(_) => None,
-        };
+            Ok(stale) if !slot.is_taken() => {
+                // Found stored after all (under the key its `Vary` gave),
+                // but not fresh: revalidate it.
+                return revalidate(core, inner, slot, key, stale, conditions, false).await;
+            }
+            Ok(_) | Err(_) => {}
+        }
         if slot.is_taken() {
-            // A loader of ours took the request (the reload behind that
-            // stale answer, say): its outcome is the answer.
-            let stale = stale.or(set_aside);
+            // A loader of ours took the request: its outcome is the answer.
             return match slot.outcome().await {
-                Some(handoff) => answer(&core, handoff, stale, &conditions),
+                Some(handoff) => answer(&core, handoff, None, &conditions),
                 None => Ok(internal_error()),
             };
         }
-        if let Some(stored) = stale {
-            // Past its own windows, though within the layer's: make the
-            // cache count it missing, so this request joins (or starts)
-            // the one load of it; keep it for stale-if-error.
-            if let Some(fresher) = core.entries.remove(&key) {
-                // A replacement landed meanwhile: put it back, serve it.
-                let left = fresher.freshness_left(now);
-                core.entries
-                    .insert_with_ttl(key.clone(), Arc::clone(&fresher), left);
-                return Ok(fresher.respond(now, &conditions, false));
-            }
-            set_aside = Some(stored);
-            continue;
-        }
         // The load we joined ended without a result for us: it failed, or
-        // its answer was not shareable.
-        if let Some(stale) = &set_aside {
-            if may_answer(stale, now, core.stale_limits, true) {
-                return Ok(stale.respond(now, &conditions, false));
-            }
-        }
-        // Our loader never ran, so the request is still ours: look again
-        // once (its `Vary` may now be known), then call the handler
-        // ourselves.
+        // its answer was not shareable. Our loader never ran, so the
+        // request is still ours: look again once (its `Vary` may now be
+        // known), then call the handler ourselves.
         let Some(recomputed) = slot.peek(|request| variant_key(&core, request)) else {
             return Ok(internal_error());
         };
@@ -286,7 +286,7 @@ where
 }
 
 /// Calls `inner` with `request`, answer unchanged.
-async fn pass<S, ReqBody, ResBody>(
+pub(crate) async fn pass<S, ReqBody, ResBody>(
     mut inner: S,
     request: Request<ReqBody>,
 ) -> Result<Response<GuardedBody<ResBody>>, S::Error>
@@ -306,14 +306,14 @@ fn variant_key<B>(core: &Core, request: &Request<B>) -> VariantKey {
         return VariantKey::whole(resource);
     }
     match core.variants.get(&resource) {
-        Some(vary) => VariantKey::new(resource, &vary, request.headers()),
+        Some(vary) => VariantKey::new(resource, &vary.names, request.headers()),
         None => VariantKey::whole(resource),
     }
 }
 
 /// The answer to a request whose own load ended with `handoff`. A failed
 /// handler call may be answered with `stale`, within its stale-if-error.
-fn answer<ResBody: Body, E>(
+pub(crate) fn answer<ResBody: Body, E>(
     core: &Core,
     handoff: Handoff<ResBody, E>,
     stale: Option<Arc<StoredResponse>>,
@@ -322,11 +322,22 @@ fn answer<ResBody: Body, E>(
     let now = core.clock.now();
     match handoff {
         Handoff::Stored(stored) => Ok(stored.respond(now, conditions, false)),
+        Handoff::StoredWithCookies(stored, cookies) => {
+            let mut response = stored.respond(now, conditions, false);
+            for cookie in cookies {
+                response
+                    .headers_mut()
+                    .append(http::header::SET_COOKIE, cookie);
+            }
+            Ok(response)
+        }
         Handoff::Answer { result, failed } => {
-            let stale =
-                stale.filter(|stale| failed && may_answer(stale, now, core.stale_limits, true));
+            let stale = stale.filter(|stale| failed && stale.may_serve_on_error(now));
             match stale {
-                Some(stale) => Ok(stale.respond(now, conditions, false)),
+                Some(stale) => {
+                    core.stale_served.fetch_add(1, Ordering::Relaxed);
+                    Ok(stale.respond(now, conditions, false))
+                }
                 None => *result,
             }
         }

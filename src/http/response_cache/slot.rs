@@ -34,6 +34,9 @@ pub(crate) enum Handoff<ResBody: Body, E> {
     /// Stored: under the key the load ran for, or under another variant
     /// (the response named a `Vary` the layer did not know yet).
     Stored(Arc<StoredResponse>),
+    /// Stored without the `Set-Cookie` fields it came with (the layer was
+    /// told to store such responses): they go to this caller only.
+    StoredWithCookies(Arc<StoredResponse>, Vec<http::HeaderValue>),
 }
 
 /// Where a request stands.

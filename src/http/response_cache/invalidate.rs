@@ -1,0 +1,160 @@
+//! Invalidation (RFC 9111 §4.4): a request with an unsafe method that
+//! succeeds changes the resource, so what is stored for it goes.
+//!
+//! Every method but `GET`, `HEAD`, `OPTIONS` and `TRACE` is unsafe, the
+//! ones the layer has never heard of included (RFC 9110 §9.2.1). Such a
+//! request always goes to the handler; when its answer is a non-error
+//! (2xx or 3xx), the layer removes every stored variant of the target URI
+//! and of the URIs in `Location` and `Content-Location`, when those are on
+//! the same origin (a different host could be used to wipe someone else's
+//! entries, §4.4).
+//!
+//! A `GET` whose load was already running when the invalidation happened
+//! may still store what it loaded: the cache cannot tell an answer made
+//! before the change from one made after.
+
+use std::sync::Arc;
+
+use http::header::{CONTENT_LOCATION, HOST, LOCATION};
+use http::uri::{PathAndQuery, Uri};
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
+
+use super::key::ResourceKey;
+use super::Core;
+
+/// Whether a request with `method` leaves the resource as it is.
+#[inline]
+pub(crate) fn is_safe(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
+}
+
+/// What an unsafe request would invalidate, kept until its answer.
+pub(crate) struct Target {
+    core: Arc<Core>,
+    host: Option<HeaderValue>,
+    uri: Uri,
+}
+
+impl Target {
+    pub(crate) fn of<B>(core: &Arc<Core>, request: &Request<B>) -> Target {
+        Target {
+            core: Arc::clone(core),
+            host: request.headers().get(HOST).cloned(),
+            uri: request.uri().clone(),
+        }
+    }
+
+    /// Invalidates what the answer `status`, `headers` changed.
+    pub(crate) fn answered(self, status: StatusCode, headers: &HeaderMap) {
+        if !(status.is_success() || status.is_redirection()) {
+            return;
+        }
+        let hasher = &self.core.hasher;
+        self.core
+            .invalidate(&ResourceKey::new(self.host.as_ref(), &self.uri, hasher));
+        for name in [LOCATION, CONTENT_LOCATION] {
+            for value in headers.get_all(name) {
+                for uri in same_origin(self.host.as_ref(), &self.uri, value) {
+                    self.core
+                        .invalidate(&ResourceKey::new(self.host.as_ref(), &uri, hasher));
+                }
+            }
+        }
+    }
+}
+
+/// The request-target forms a `GET` for the URI reference `value` could
+/// be keyed under (origin form, and absolute form when the unsafe request
+/// used it), if it is on the same origin as `host` and `uri`; nothing
+/// otherwise.
+fn same_origin(host: Option<&HeaderValue>, uri: &Uri, value: &HeaderValue) -> Vec<Uri> {
+    let Ok(text) = value.to_str() else {
+        return Vec::new();
+    };
+    let text = text.trim();
+    let path = if text.starts_with("//") {
+        return Vec::new();
+    } else if text.starts_with('/') {
+        text.to_string()
+    } else if text.contains("://") {
+        let Ok(absolute) = text.parse::<Uri>() else {
+            return Vec::new();
+        };
+        let origin = uri
+            .authority()
+            .map(|authority| authority.as_str().to_string())
+            .or_else(|| host.and_then(|h| h.to_str().ok()).map(str::to_string));
+        let same = match (absolute.authority(), origin) {
+            (Some(theirs), Some(ours)) => theirs.as_str().eq_ignore_ascii_case(&ours),
+            _ => false,
+        };
+        let same_scheme = uri
+            .scheme()
+            .is_none_or(|ours| Some(ours) == absolute.scheme());
+        if !same || !same_scheme {
+            return Vec::new();
+        }
+        absolute
+            .path_and_query()
+            .map_or("/", PathAndQuery::as_str)
+            .to_string()
+    } else {
+        // A relative reference: against the target's directory.
+        let base = uri.path();
+        let directory = &base[..base.rfind('/').map_or(0, |end| end + 1)];
+        format!("{directory}{text}")
+    };
+    let mut forms = Vec::new();
+    if let Ok(origin_form) = path.parse::<Uri>() {
+        forms.push(origin_form);
+    }
+    if let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) {
+        if let Ok(absolute) = format!("{scheme}://{authority}{path}").parse::<Uri>() {
+            forms.push(absolute);
+        }
+    }
+    forms
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forms(host: &str, uri: &str, location: &str) -> Vec<String> {
+        let host = HeaderValue::from_str(host).unwrap();
+        let uri: Uri = uri.parse().unwrap();
+        let value = HeaderValue::from_str(location).unwrap();
+        same_origin(Some(&host), &uri, &value)
+            .iter()
+            .map(Uri::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn methods_not_known_to_be_safe_are_unsafe() {
+        for safe in [Method::GET, Method::HEAD, Method::OPTIONS, Method::TRACE] {
+            assert!(is_safe(&safe));
+        }
+        for unsafe_method in ["POST", "PUT", "DELETE", "PATCH", "PURGE", "FOO"] {
+            let method = Method::from_bytes(unsafe_method.as_bytes()).unwrap();
+            assert!(!is_safe(&method), "{unsafe_method}");
+        }
+    }
+
+    #[test]
+    fn only_same_origin_locations_are_reached() {
+        assert_eq!(forms("a.test", "/x", "/y?z=1"), ["/y?z=1"]);
+        assert_eq!(forms("a.test", "/dir/x", "y"), ["/dir/y"]);
+        assert_eq!(forms("a.test", "/x", "http://A.test/y"), ["/y"]);
+        assert_eq!(
+            forms("a.test", "http://a.test/x", "/y"),
+            ["/y", "http://a.test/y"]
+        );
+        assert!(forms("a.test", "/x", "http://b.test/y").is_empty());
+        assert!(forms("a.test", "/x", "//b.test/y").is_empty());
+        assert!(forms("a.test", "http://a.test/x", "https://a.test/y").is_empty());
+    }
+}

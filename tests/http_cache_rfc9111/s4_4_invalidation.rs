@@ -1,0 +1,150 @@
+//! RFC 9111 §4.4: invalidating stored responses.
+
+use surgeguard::clock::ManualClock;
+
+use crate::origin::{answer, cached, get, send, Origin};
+
+/// An origin whose `GET`s are stored for a minute (body `call N`), and
+/// whose other methods answer `status` with `headers`.
+fn origin(status: u16, headers: &'static [(&'static str, &'static str)]) -> std::sync::Arc<Origin> {
+    Origin::new(move |seen, call| {
+        if seen.method == http::Method::GET {
+            answer(
+                200,
+                &[("cache-control", "max-age=60")],
+                &format!("call {call}"),
+            )
+        } else {
+            answer(status, headers, "done")
+        }
+    })
+}
+
+/// §4.4: a non-error response to an unsafe method invalidates the target
+/// URI; methods the cache does not know are unsafe too.
+#[tokio::test]
+async fn s4_4_unsafe_methods_invalidate_the_target_uri() {
+    for method in ["POST", "PUT", "DELETE", "PATCH", "PURGE", "FROB"] {
+        for status in [200, 201, 204, 303] {
+            let clock = ManualClock::new();
+            let origin = origin(status, &[]);
+            let cache = cached(&origin, &clock);
+            get(&cache, "/r").await;
+            assert_eq!(get(&cache, "/r").await.text(), "call 1");
+            send(&cache, method, "/r", &[]).await;
+            assert_eq!(
+                get(&cache, "/r").await.text(),
+                "call 3",
+                "{method} {status}"
+            );
+        }
+    }
+}
+
+/// §4.4: an error response changes nothing, so nothing is invalidated.
+#[tokio::test]
+async fn s4_4_an_error_response_does_not_invalidate() {
+    for status in [400, 404, 409, 500, 503] {
+        let clock = ManualClock::new();
+        let origin = origin(status, &[]);
+        let cache = cached(&origin, &clock);
+        get(&cache, "/r").await;
+        send(&cache, "POST", "/r", &[]).await;
+        assert_eq!(get(&cache, "/r").await.text(), "call 1", "{status}");
+    }
+}
+
+/// §4.4: unsafe requests always reach the handler, never storage.
+#[tokio::test]
+async fn s4_4_unsafe_requests_always_reach_the_origin() {
+    let clock = ManualClock::new();
+    let origin = origin(200, &[("cache-control", "max-age=60")]);
+    let cache = cached(&origin, &clock);
+    for _ in 0..3 {
+        assert_eq!(send(&cache, "POST", "/r", &[]).await.text(), "done");
+    }
+    assert_eq!(origin.calls(), 3);
+}
+
+/// §4.4: safe methods invalidate nothing.
+#[tokio::test]
+async fn s4_4_safe_methods_do_not_invalidate() {
+    let clock = ManualClock::new();
+    let origin = origin(200, &[]);
+    let cache = cached(&origin, &clock);
+    get(&cache, "/r").await;
+    for method in ["OPTIONS", "TRACE", "HEAD"] {
+        send(&cache, method, "/r", &[]).await;
+    }
+    assert_eq!(get(&cache, "/r").await.text(), "call 1");
+}
+
+/// §4.4: the URIs in `Location` and `Content-Location` are invalidated when
+/// they are on the same origin.
+#[tokio::test]
+async fn s4_4_location_and_content_location_on_the_same_origin() {
+    let clock = ManualClock::new();
+    let origin = origin(
+        201,
+        &[
+            ("location", "/made"),
+            ("content-location", "http://example.test/shown"),
+        ],
+    );
+    let cache = cached(&origin, &clock);
+    for path in ["/made", "/shown"] {
+        get(&cache, path).await;
+    }
+    send(&cache, "POST", "/list", &[]).await;
+    assert_eq!(get(&cache, "/made").await.text(), "call 4");
+    assert_eq!(get(&cache, "/shown").await.text(), "call 5");
+}
+
+/// §4.4: a `Location` on another origin is not invalidated (it could be
+/// used to wipe a site's entries from another one).
+#[tokio::test]
+async fn s4_4_another_origin_is_left_alone() {
+    let clock = ManualClock::new();
+    let origin = origin(201, &[("location", "http://other.test/r")]);
+    let cache = cached(&origin, &clock);
+    let other = [("host", "other.test")];
+    crate::origin::send(&cache, "GET", "/r", &other).await;
+    send(&cache, "POST", "/list", &[]).await;
+    let again = send(&cache, "GET", "/r", &other).await;
+    assert_eq!(again.text(), "call 1");
+}
+
+/// §4.4 with §4.1: every stored variant of the target goes.
+#[tokio::test]
+async fn s4_4_every_variant_is_invalidated() {
+    let clock = ManualClock::new();
+    let origin = Origin::new(|seen, call| {
+        if seen.method != http::Method::GET {
+            return answer(204, &[], "");
+        }
+        answer(
+            200,
+            &[("cache-control", "max-age=60"), ("vary", "accept-language")],
+            &format!("call {call}"),
+        )
+    });
+    let cache = cached(&origin, &clock);
+    let ask = |language: &'static str| {
+        let cache = cache.clone();
+        async move {
+            send(&cache, "GET", "/r", &[("accept-language", language)])
+                .await
+                .text()
+                .to_string()
+        }
+    };
+    assert_eq!(ask("de").await, "call 1");
+    assert_eq!(ask("fr").await, "call 2");
+    assert_eq!(
+        (ask("de").await, ask("fr").await),
+        ("call 1".into(), "call 2".into())
+    );
+    send(&cache, "DELETE", "/r", &[]).await;
+    assert_eq!(ask("de").await, "call 4");
+    assert_eq!(ask("fr").await, "call 5");
+}
