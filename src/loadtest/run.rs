@@ -1,0 +1,199 @@
+//! A whole load test: check that the service answers, send the schedule,
+//! sample the service's gauge, and gather the figures.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::Uri;
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use super::client::{play, ClientSettings, Played, Progress};
+use super::record::{self, SecondStats, StepStats};
+use super::schedule::Schedule;
+use super::target::{parse_url, Requests, TargetError};
+
+/// How often the service's `/metrics` is read during a run.
+const GAUGE_EVERY: Duration = Duration::from_millis(250);
+
+/// Why a load test could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadTestError {
+    /// A URL did not answer the check made before the run.
+    #[error("{url} does not answer: {reason}")]
+    Unreachable {
+        /// The URL.
+        url: String,
+        /// What happened.
+        reason: String,
+    },
+}
+
+/// A load test, ready to run.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use surgeguard::loadtest::{ClientSettings, LoadTest, Requests, Schedule};
+///
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let test = LoadTest::new(
+///     Requests::new(&[("http://127.0.0.1:8080/search?q=1", 1)])?,
+///     Schedule::parse("100..2000", 20, Duration::from_secs(10))?,
+///     ClientSettings::new(512, Duration::from_secs(5))?,
+/// );
+/// test.check().await?;
+/// let run = test.run(|progress| eprintln!("{} sent", progress.sent)).await;
+/// println!("{:?}", surgeguard::loadtest::find_knee(&run.steps, Default::default()));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct LoadTest {
+    requests: Requests,
+    schedule: Schedule,
+    client: ClientSettings,
+    metrics: Option<Uri>,
+}
+
+/// What a load test measured.
+#[derive(Debug)]
+pub struct Run {
+    /// Every request's outcome.
+    pub played: Played,
+    /// Figures per step of the schedule.
+    pub steps: Vec<StepStats>,
+    /// Figures per second, by when requests were due.
+    pub seconds: Vec<SecondStats>,
+    /// Failed requests by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// `surgeguard_shed_inflight` samples, `(time into the run, value)`,
+    /// when a metrics URL was given and answered.
+    pub gauge: Vec<(Duration, f64)>,
+}
+
+impl Run {
+    /// The gauge's mean during step `step`; `None` without samples there.
+    pub fn gauge_mean(&self, step: usize) -> Option<f64> {
+        let step = self.steps.get(step)?;
+        let inside: Vec<f64> = self
+            .gauge
+            .iter()
+            .filter(|(at, _)| *at >= step.start && *at < step.start + step.duration)
+            .map(|(_, v)| *v)
+            .collect();
+        (!inside.is_empty()).then(|| inside.iter().sum::<f64>() / inside.len() as f64)
+    }
+}
+
+impl LoadTest {
+    /// `requests` sent on `schedule` by a client with `client`'s settings.
+    pub fn new(requests: Requests, schedule: Schedule, client: ClientSettings) -> LoadTest {
+        LoadTest {
+            requests,
+            schedule,
+            client,
+            metrics: None,
+        }
+    }
+
+    /// Also reads `surgeguard_shed_inflight` from `url` (the service's
+    /// Prometheus `/metrics`) four times a second while the test runs.
+    pub fn metrics_url(mut self, url: &str) -> Result<LoadTest, TargetError> {
+        self.metrics = Some(parse_url(url)?);
+        Ok(self)
+    }
+
+    /// The schedule.
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+
+    /// Sends one request to each URL (and the metrics URL) and fails if
+    /// one cannot be reached within the request timeout. Any HTTP answer
+    /// passes: a service that answers 500 is measured and reported.
+    pub async fn check(&self) -> Result<(), LoadTestError> {
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        let mut urls: Vec<Uri> = self.requests.urls().to_vec();
+        urls.extend(self.metrics.clone());
+        for url in urls {
+            let mut request = self.requests.request(0);
+            *request.uri_mut() = url.clone();
+            let unreachable = |reason: String| LoadTestError::Unreachable {
+                url: url.to_string(),
+                reason,
+            };
+            let answer = tokio::time::timeout(self.client.timeout(), async {
+                let response = client.request(request).await?;
+                response.into_body().collect().await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            })
+            .await;
+            match answer {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => return Err(unreachable(error_chain(&*error))),
+                Err(_) => {
+                    return Err(unreachable(format!(
+                        "no answer within the request timeout ({:?})",
+                        self.client.timeout()
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the test; `on_tick` gets the running totals once a second.
+    /// Returns when every request has been answered or has timed out.
+    pub async fn run(&self, on_tick: impl FnMut(&Progress)) -> Run {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let sampler = self.metrics.clone().map(|url| {
+            tokio::spawn(super::scrape::sample(
+                url,
+                GAUGE_EVERY,
+                Arc::clone(&samples),
+            ))
+        });
+        let requests = &self.requests;
+        let played = play(
+            self.schedule.due_times(),
+            |due| requests.request(due.index),
+            &self.client,
+            Duration::from_secs(1),
+            on_tick,
+        )
+        .await;
+        if let Some(sampler) = sampler {
+            sampler.abort();
+        }
+        let gauge = samples
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(at, v)| (at.saturating_duration_since(played.started), *v))
+            .collect();
+        let seconds = self.schedule.duration().as_secs_f64().ceil() as u32;
+        Run {
+            steps: record::steps(&self.schedule, &played.outcomes),
+            seconds: record::seconds(&played.outcomes, seconds),
+            errors: record::errors_by_kind(&played.outcomes),
+            gauge,
+            played,
+        }
+    }
+}
+
+/// An error and its causes on one line (hyper's own message is often
+/// only "client error (Connect)").
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
