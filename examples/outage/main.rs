@@ -11,7 +11,13 @@
 //! cargo run --release --example outage                 # both runs, ~1 minute
 //! cargo run --release --example outage -- --help       # every flag
 //! cargo run --release --example outage -- --mode protected --spike 20 --json
+//! cargo run --release --example outage -- --mode unprotected --serve 8080   # the shop alone
 //! ```
+//!
+//! `--serve PORT` runs only the shop, on 127.0.0.1:PORT, for a load test
+//! (`cargo run --release --example loadtest -- --url http://127.0.0.1:PORT/catalogue ...`);
+//! it prints what its database can serve per route, the capacity the load
+//! test should find, and stops after `--serve-for` seconds.
 //!
 //! How it is built: `scenario/` is the experiment (the traffic plan, the
 //! open-loop client, the shop, the database model, the figures); this file
@@ -62,6 +68,13 @@ struct Args {
     /// Seconds after which a client gives up on a request.
     #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
     client_timeout: f64,
+    /// Run only the shop (`--mode unprotected` or `protected`) on
+    /// 127.0.0.1:PORT, for a load test, and send no traffic.
+    #[arg(long, value_name = "PORT")]
+    serve: Option<u16>,
+    /// With --serve: stop after this many seconds.
+    #[arg(long, default_value_t = 3_600, value_name = "SECONDS")]
+    serve_for: u64,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -83,6 +96,9 @@ impl Which {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(port) = args.serve {
+        return serve(&args, port);
+    }
     let settings = match settings(&args) {
         Ok(settings) => settings,
         Err(message) => Args::command()
@@ -139,6 +155,57 @@ fn main() -> ExitCode {
         println!("{}", scenario::results::to_json(&settings, &runs));
     }
     ExitCode::SUCCESS
+}
+
+/// `--serve`: the shop alone on loopback until `--serve-for` runs out.
+fn serve(args: &Args, port: u16) -> ExitCode {
+    let mode = match args.mode {
+        Which::Unprotected => Mode::Unprotected,
+        Which::Protected => Mode::Protected,
+        Which::Both => Args::command()
+            .error(
+                clap::error::ErrorKind::ValueValidation,
+                "--serve runs one shop: add --mode unprotected or --mode protected",
+            )
+            .exit(),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let served = runtime.block_on(async {
+        let database = scenario::database::Database::new(Default::default());
+        let shop = scenario::shop::start_on(mode, database.clone(), None, 1.0, port).await?;
+        let address = shop.address;
+        println!("the {mode} shop listens on http://{address} (metrics at /metrics)");
+        println!("its database's capacity per route (a pool of 8, every connection busy):");
+        use scenario::database::Query;
+        for (route, query) in [
+            ("GET /product/{id}", Query::Product(1)),
+            ("GET /catalogue", Query::Catalogue),
+            ("GET /search?q=N", Query::Search(1)),
+            ("POST /checkout", Query::Checkout),
+        ] {
+            println!(
+                "  {route:<18} {:>6.0} requests/s",
+                database.capacity_per_second(query)
+            );
+        }
+        println!("stops after {} s (Ctrl-C stops it sooner)", args.serve_for);
+        tokio::time::sleep(Duration::from_secs(args.serve_for)).await;
+        Ok::<_, std::io::Error>(())
+    });
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: the shop could not start on port {port}: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn settings(args: &Args) -> Result<Settings, String> {

@@ -208,8 +208,10 @@ impl fmt::Display for Warning {
     }
 }
 
-/// A step's lag p99 above this means the client was saturated.
-const LAG_LIMIT: Duration = Duration::from_millis(5);
+/// A step's send lag counts as the client's saturation when its p99 is
+/// above this and above a quarter of the step's latency p99 (the lag is
+/// part of every latency measured, so then the figures are the client's).
+const LAG_FLOOR: Duration = Duration::from_millis(1);
 /// Fewer requests than this in the knee's step give a shaky p99.
 const FEW_SAMPLES: u64 = 500;
 
@@ -243,7 +245,7 @@ pub fn warnings(
                 continue;
             }
         }
-        if step.send_lag_p99 > LAG_LIMIT {
+        if step.send_lag_p99 > LAG_FLOOR && step.send_lag_p99 > step.p99 / 4 {
             warnings.push(Warning::ClientFellBehind {
                 step: step.step,
                 lag_p99: step.send_lag_p99,
@@ -275,4 +277,97 @@ pub fn warnings(
         }
     }
     warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loadtest::knee::{find_knee, LatencyBound};
+
+    fn step(step: usize, rate: f64, p99_ms: u64, errors: u64) -> StepStats {
+        let ms = Duration::from_millis;
+        StepStats {
+            step,
+            target_rate: rate,
+            start: Duration::from_secs(10 * step as u64),
+            duration: Duration::from_secs(10),
+            sent: (rate * 10.0) as u64,
+            send_rate: rate,
+            answered_rate: rate,
+            errors,
+            p50: ms(p99_ms / 2),
+            p99: ms(p99_ms),
+            max: ms(p99_ms),
+            mean: ms(p99_ms / 2),
+            send_lag_p99: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn errors_from_the_start_give_a_warning_and_no_settings() {
+        let steps = [step(0, 100.0, 10, 3), step(1, 200.0, 10, 0)];
+        let knee = find_knee(&steps, LatencyBound::default());
+        let warnings = warnings(&steps, &knee, None, None);
+        assert!(
+            matches!(warnings.as_slice(), [Warning::NoKnee(_)]),
+            "{warnings:?}"
+        );
+        assert!(warnings[0].to_string().starts_with("no recommendation"));
+    }
+
+    #[test]
+    fn a_rate_beyond_the_client_and_a_late_client_are_called_out() {
+        let mut steps = vec![
+            step(0, 100.0, 10, 0),
+            step(1, 200.0, 10, 0),
+            step(2, 300.0, 90, 0),
+        ];
+        steps[0].send_lag_p99 = Duration::from_millis(8);
+        let knee = find_knee(&steps, LatencyBound::default());
+        assert_eq!(knee.as_ref().unwrap().step, 1);
+        let warnings = warnings(&steps, &knee, Some(150.0), None);
+        assert!(warnings.contains(&Warning::ClientFellBehind {
+            step: 0,
+            lag_p99: Duration::from_millis(8)
+        }));
+        assert!(warnings
+            .iter()
+            .any(|w| matches!(w, Warning::BeyondClient { step: 1, .. })));
+        assert!(warnings
+            .iter()
+            .any(|w| matches!(w, Warning::BeyondClient { step: 2, .. })));
+    }
+
+    #[test]
+    fn a_ramp_that_never_found_the_knee_says_so() {
+        let steps = [step(0, 100.0, 10, 0), step(1, 200.0, 11, 0)];
+        let knee = find_knee(&steps, LatencyBound::default());
+        let warnings = warnings(&steps, &knee, None, Some(40.0));
+        assert!(warnings.contains(&Warning::BeyondTested { rate: 200.0 }));
+        // 200/s at 5 ms mean is 1 in flight; a gauge of 40 is other work.
+        assert!(warnings
+            .iter()
+            .any(|w| matches!(w, Warning::GaugeDisagrees { .. })));
+    }
+
+    #[test]
+    fn the_settings_are_never_zero_and_the_gradient_bounds_are_ordered() {
+        let knee = Knee {
+            step: 1,
+            target_rate: 0.5,
+            rate: 0.5,
+            p99: Duration::from_micros(10),
+            mean: Duration::from_micros(10),
+            in_flight: 0.000_005,
+            baseline_p99: Duration::from_micros(10),
+            baseline_mean: Duration::from_micros(10),
+            bound: Duration::from_micros(10),
+            beyond_tested: false,
+            first_failure: None,
+        };
+        let advice = Recommendation::from_knee(&knee);
+        assert!(advice.max_concurrency >= 1 && advice.global_rate >= 1 && advice.global_burst >= 1);
+        assert!(advice.queue_capacity >= 1 && !advice.queue_max_wait.is_zero());
+        assert!(advice.gradient_min >= 1 && advice.gradient_min < advice.gradient_max);
+    }
 }

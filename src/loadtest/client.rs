@@ -191,7 +191,8 @@ struct Counters {
 }
 
 /// Sends the request `make(due)` when each `due` is due (in order), and
-/// returns once every request has finished or timed out. `on_tick` is
+/// returns once every request has finished or timed out (so by the last
+/// due time plus the timeout); every request sent has one outcome. `on_tick` is
 /// called every `tick_every` while the run goes on, and once at the end.
 ///
 /// Must run inside a Tokio runtime with the time and I/O drivers on.
@@ -219,7 +220,6 @@ where
     let mut tasks = JoinSet::new();
     let start = Instant::now();
     let mut next_tick = start + tick_every;
-    let mut last_due = start;
     let mut tick = |now: Instant| {
         let mut finished = std::mem::take(&mut *recent.lock().unwrap_or_else(|p| p.into_inner()));
         on_tick(&counters.progress(now - start, &mut finished));
@@ -227,7 +227,6 @@ where
 
     for due in schedule {
         let at = start + due.at;
-        last_due = last_due.max(at);
         while next_tick <= at {
             sleep_until(next_tick).await;
             tick(next_tick);
@@ -285,10 +284,10 @@ where
         while tasks.try_join_next().is_some() {}
     }
 
-    // Drain: every request ends by its own deadline; the extra second is
-    // for the bookkeeping after it.
-    let last_deadline = last_due + settings.timeout + Duration::from_secs(1);
-    while !tasks.is_empty() && Instant::now() < last_deadline {
+    // Drain: every request ends by its own deadline (the timeout wraps
+    // all of its work), so waiting for all of them is bounded, and every
+    // request sent has its outcome recorded.
+    while !tasks.is_empty() {
         tokio::select! {
             _ = tasks.join_next() => {}
             () = sleep_until(next_tick) => {
@@ -297,7 +296,6 @@ where
             }
         }
     }
-    tasks.abort_all();
     tick(Instant::now());
     let outcomes = std::mem::take(&mut *outcomes.lock().unwrap_or_else(|p| p.into_inner()));
     Played {

@@ -12,16 +12,25 @@ use hyper_util::rt::TokioExecutor;
 
 use super::client::{play, ClientSettings, Played, Progress};
 use super::record::{self, SecondStats, StepStats};
-use super::schedule::Schedule;
+use super::schedule::{Due, Schedule};
 use super::target::{parse_url, Requests, TargetError};
 
 /// How often the service's `/metrics` is read during a run.
 const GAUGE_EVERY: Duration = Duration::from_millis(250);
+/// The default warm-up before the schedule.
+const DEFAULT_WARMUP: Duration = Duration::from_secs(1);
+/// The longest warm-up accepted.
+const MAX_WARMUP: Duration = Duration::from_secs(60);
+/// Marks a warm-up request's step: none of the schedule's.
+const WARMUP_STEP: usize = usize::MAX;
 
 /// Why a load test could not run.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoadTestError {
+    /// A warm-up over a minute.
+    #[error("the warm-up of {0:?} is over a minute")]
+    Warmup(Duration),
     /// A URL did not answer the check made before the run.
     #[error("{url} does not answer: {reason}")]
     Unreachable {
@@ -56,6 +65,7 @@ pub struct LoadTest {
     schedule: Schedule,
     client: ClientSettings,
     metrics: Option<Uri>,
+    warmup: Duration,
 }
 
 /// What a load test measured.
@@ -96,7 +106,21 @@ impl LoadTest {
             schedule,
             client,
             metrics: None,
+            warmup: DEFAULT_WARMUP,
         }
+    }
+
+    /// Sends at the first step's rate for `warmup` before the schedule
+    /// starts (default 1 s; zero for none), and measures none of it: the
+    /// connections are opened and the service's caches filled, so the
+    /// first step's p99, which the latency bound is set from, is the
+    /// service's and not the cost of starting up.
+    pub fn warmup(mut self, warmup: Duration) -> Result<LoadTest, LoadTestError> {
+        if warmup > MAX_WARMUP {
+            return Err(LoadTestError::Warmup(warmup));
+        }
+        self.warmup = warmup;
+        Ok(self)
     }
 
     /// Also reads `surgeguard_shed_inflight` from `url` (the service's
@@ -157,14 +181,42 @@ impl LoadTest {
             ))
         });
         let requests = &self.requests;
-        let played = play(
-            self.schedule.due_times(),
+        // The warm-up goes first through the same client (so its
+        // connections stay open for the schedule), then the schedule,
+        // shifted by the warm-up's length and shifted back afterwards.
+        let warmup = self.warmup;
+        let first_rate = self.schedule.steps().first().map_or(1.0, |s| s.rate);
+        let warm_count = (first_rate * warmup.as_secs_f64()).round() as u64;
+        let warming = (0..warm_count).map(|k| Due {
+            index: k,
+            step: WARMUP_STEP,
+            at: Duration::from_secs_f64(k as f64 / first_rate),
+        });
+        let measured = self.schedule.due_times().map(|due| Due {
+            at: due.at + warmup,
+            ..due
+        });
+        let mut on_tick = on_tick;
+        let mut played = play(
+            warming.chain(measured),
             |due| requests.request(due.index),
             &self.client,
             Duration::from_secs(1),
-            on_tick,
+            |p: &Progress| {
+                if p.elapsed >= warmup {
+                    on_tick(&Progress {
+                        elapsed: p.elapsed - warmup,
+                        ..*p
+                    });
+                }
+            },
         )
         .await;
+        played.outcomes.retain(|o| o.due.step != WARMUP_STEP);
+        for outcome in &mut played.outcomes {
+            outcome.due.at -= warmup;
+        }
+        played.started += warmup;
         if let Some(sampler) = sampler {
             sampler.abort();
         }

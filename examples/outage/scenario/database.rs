@@ -209,6 +209,14 @@ impl Database {
         Ok(execution.await.unwrap_or_default())
     }
 
+    /// The most `query`s a second the pool can finish: every connection
+    /// busy, none waiting (a queue only slows each query down). The shop's
+    /// real capacity for a route that runs `query`, for a load test to find.
+    pub fn capacity_per_second(&self, query: Query) -> f64 {
+        let settings = &self.inner.settings;
+        settings.pool as f64 / (query.base_cost().as_secs_f64() * settings.slowdown)
+    }
+
     /// Queries waiting for a connection right now.
     pub fn waiting(&self) -> usize {
         self.inner.waiting.load(Ordering::Relaxed)

@@ -149,6 +149,18 @@ pub async fn start_with(
     checkout_gate: Option<CheckoutGate>,
     slowdown: f64,
 ) -> std::io::Result<RunningShop> {
+    start_on(mode, db, checkout_gate, slowdown, 0).await
+}
+
+/// As [`start_with`], on 127.0.0.1:`port` (0: an ephemeral port), for the
+/// example's `--serve` mode, which runs a shop alone for a load test.
+pub async fn start_on(
+    mode: Mode,
+    db: Database,
+    checkout_gate: Option<CheckoutGate>,
+    slowdown: f64,
+    port: u16,
+) -> std::io::Result<RunningShop> {
     let protection = match mode {
         Mode::Unprotected => None,
         Mode::Protected => Some(Arc::new(
@@ -189,7 +201,7 @@ pub async fn start_with(
         Some(guard) => guard.wrap(routes)?,
     };
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let address = listener.local_addr()?;
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move {
