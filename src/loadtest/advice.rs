@@ -152,7 +152,9 @@ pub enum Warning {
         /// The client's measured capacity.
         capacity: f64,
     },
-    /// The client sent late in a step that counts: it was saturated.
+    /// The client sent late in a step that counts (its lag's p99 over a
+    /// quarter of the step's latency p99): it was saturated, or the
+    /// machine was busy, and that much of each latency is its own.
     ClientFellBehind {
         /// The step.
         step: usize,
@@ -193,7 +195,7 @@ impl fmt::Display for Warning {
             ),
             Warning::ClientFellBehind { step, lag_p99 } => write!(
                 f,
-                "in step {step} the client sent late (p99 lag {:.1} ms): it was saturated, and the figures are partly its own",
+                "in step {step} the client sent late (p99 lag {:.1} ms, over a quarter of the step's p99): that much of the latencies measured is the client's own delay",
                 ms(*lag_p99)
             ),
             Warning::FewSamples { requests } => write!(
