@@ -200,7 +200,9 @@ fn serve(args: &Args, port: u16) -> ExitCode {
         let report = database.report();
         let (cost, count) = database.uncontended_cost();
         println!(
-            "served: {} queries; the most finished in one second: {}; queries with no contention              ({count}) held their connection {:.2} ms on average, a pool capacity of {:.0} queries/s              at that cost",
+            "served: {} queries; the most finished in one second: {}; queries with no contention \
+             ({count}) held their connection {:.2} ms on average, a pool capacity of {:.0} queries/s \
+             at that cost",
             report.queries,
             report.per_second.iter().map(|s| s.queries).max().unwrap_or(0),
             cost.as_secs_f64() * 1e3,

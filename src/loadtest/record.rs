@@ -81,14 +81,18 @@ pub fn steps(schedule: &Schedule, outcomes: &[Outcome]) -> Vec<StepStats> {
         }
     }
     let mut answered = vec![0u64; schedule.steps().len()];
+    // Every step of a schedule lasts as long, back to back from zero.
+    let step_nanos = schedule
+        .steps()
+        .first()
+        .map_or(1, |s| s.duration.as_nanos().max(1));
     for outcome in outcomes.iter().filter(|o| o.ending.is_success()) {
-        let at = outcome.finished_at();
-        if let Some(index) = schedule
-            .steps()
-            .iter()
-            .position(|s| at >= s.start && at < s.start + s.duration)
+        let index = outcome.finished_at().as_nanos() / step_nanos;
+        if let Some(count) = usize::try_from(index)
+            .ok()
+            .and_then(|i| answered.get_mut(i))
         {
-            answered[index] += 1;
+            *count += 1;
         }
     }
     schedule

@@ -140,11 +140,24 @@ impl LoadTest {
     /// passes: a service that answers 500 is measured and reported.
     pub async fn check(&self) -> Result<(), LoadTestError> {
         let client = Client::builder(TokioExecutor::new()).build_http();
-        let mut urls: Vec<Uri> = self.requests.urls().to_vec();
-        urls.extend(self.metrics.clone());
-        for url in urls {
-            let mut request = self.requests.request(0);
+        // The test's own requests to its URLs (method, headers and body as
+        // the run sends them), a plain GET to the metrics URL.
+        let mut checks: Vec<(Uri, http::Request<http_body_util::Full<bytes::Bytes>>)> = self
+            .requests
+            .urls()
+            .iter()
+            .map(|url| {
+                let mut request = self.requests.request(0);
+                *request.uri_mut() = url.clone();
+                (url.clone(), request)
+            })
+            .collect();
+        if let Some(url) = &self.metrics {
+            let mut request = http::Request::new(http_body_util::Full::default());
             *request.uri_mut() = url.clone();
+            checks.push((url.clone(), request));
+        }
+        for (url, request) in checks {
             let unreachable = |reason: String| LoadTestError::Unreachable {
                 url: url.to_string(),
                 reason,

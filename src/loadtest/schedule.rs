@@ -14,8 +14,8 @@ use std::time::Duration;
 /// what one machine's client sends, so only a typo is refused.
 pub const MAX_RATE: f64 = 1_000_000.0;
 /// The most requests one schedule may hold (bounded memory: each outcome
-/// is kept for the report).
-pub const MAX_REQUESTS: u64 = 20_000_000;
+/// is kept for the report, under a hundred bytes apiece).
+pub const MAX_REQUESTS: u64 = 10_000_000;
 /// The longest a schedule may run.
 pub const MAX_DURATION: Duration = Duration::from_secs(3_600);
 /// The most steps a ramp may have.
@@ -335,7 +335,7 @@ mod tests {
             Err(ScheduleError::TooLong(_))
         ));
         assert!(matches!(
-            Schedule::fixed(900_000.0, Duration::from_secs(100)),
+            Schedule::fixed(900_000.0, Duration::from_secs(20)),
             Err(ScheduleError::TooManyRequests(_))
         ));
         assert!(matches!(
