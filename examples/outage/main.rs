@@ -72,6 +72,16 @@ struct Args {
     /// 127.0.0.1:PORT, for a load test, and send no traffic.
     #[arg(long, value_name = "PORT")]
     serve: Option<u16>,
+    /// The database shedder's Gradient limit, MIN..MAX (default 10..64), to
+    /// try what `--example loadtest` recommended.
+    #[arg(long, value_name = "MIN..MAX")]
+    shed_limit: Option<String>,
+    /// The shedder queue's capacity (default 256).
+    #[arg(long, value_name = "REQUESTS")]
+    queue: Option<usize>,
+    /// The shedder queue's max_wait in milliseconds (default 250).
+    #[arg(long, value_name = "MS")]
+    queue_wait_ms: Option<u64>,
     /// With --serve: stop after this many seconds.
     #[arg(long, default_value_t = 3_600, value_name = "SECONDS")]
     serve_for: u64,
@@ -96,6 +106,11 @@ impl Which {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Err(message) = shedder_limits(&args) {
+        Args::command()
+            .error(clap::error::ErrorKind::ValueValidation, message)
+            .exit()
+    }
     if let Some(port) = args.serve {
         return serve(&args, port);
     }
@@ -155,6 +170,35 @@ fn main() -> ExitCode {
         println!("{}", scenario::results::to_json(&settings, &runs));
     }
     ExitCode::SUCCESS
+}
+
+/// `--shed-limit`, `--queue`, `--queue-wait-ms`: the database shedder's
+/// settings for every shop of this run.
+fn shedder_limits(args: &Args) -> Result<(), String> {
+    let mut limits = scenario::shop::ShedderLimits::default();
+    if let Some(range) = &args.shed_limit {
+        let bad = || format!("--shed-limit {range:?}: write MIN..MAX, 1 <= MIN <= MAX");
+        let (min, max) = range.split_once("..").ok_or_else(bad)?;
+        limits.min = min.trim().parse().map_err(|_| bad())?;
+        limits.max = max.trim().parse().map_err(|_| bad())?;
+        if limits.min == 0 || limits.min > limits.max {
+            return Err(bad());
+        }
+    }
+    if let Some(queue) = args.queue {
+        if queue == 0 {
+            return Err("--queue must be at least 1".to_owned());
+        }
+        limits.queue = queue;
+    }
+    if let Some(ms) = args.queue_wait_ms {
+        if !(1..=60_000).contains(&ms) {
+            return Err("--queue-wait-ms must be 1 to 60000".to_owned());
+        }
+        limits.max_wait = Duration::from_millis(ms);
+    }
+    let _ = scenario::shop::SHEDDER_LIMITS.set(limits);
+    Ok(())
 }
 
 /// `--serve`: the shop alone on loopback until `--serve-for` runs out.
