@@ -16,6 +16,8 @@
 //! │            scan-resistant eviction, stampede protection (single-flight
 //! │            loads, refresh-ahead, stale windows)
 //! │                                   (cache/{builder,shard,policy,expiry,stats,load})
+//! ├── loadtest feature `loadtest`: an open-loop load tester that finds a
+//! │            service's knee and prints the settings that protect it  (loadtest/)
 //! ├── limit    rate limiters: GCRA (one timestamp per key, lock-free for one), sliding windows
 //! │            (approximate and exact), keyed with bounded memory under key
 //! │            floods, all-of composition  (limit/{quota,gcra,keyed,table,window,all_of})
@@ -70,6 +72,8 @@ mod events;
 #[cfg(feature = "tower")]
 pub mod http;
 pub mod limit;
+#[cfg(feature = "loadtest")]
+pub mod loadtest;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 #[cfg(feature = "redis")]

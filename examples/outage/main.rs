@@ -11,7 +11,13 @@
 //! cargo run --release --example outage                 # both runs, ~1 minute
 //! cargo run --release --example outage -- --help       # every flag
 //! cargo run --release --example outage -- --mode protected --spike 20 --json
+//! cargo run --release --example outage -- --mode unprotected --serve 8080   # the shop alone
 //! ```
+//!
+//! `--serve PORT` runs only the shop, on 127.0.0.1:PORT, for a load test
+//! (`cargo run --release --example loadtest -- --url http://127.0.0.1:PORT/catalogue ...`);
+//! it prints what its database can serve per route, the capacity the load
+//! test should find, and stops after `--serve-for` seconds.
 //!
 //! How it is built: `scenario/` is the experiment (the traffic plan, the
 //! open-loop client, the shop, the database model, the figures); this file
@@ -62,6 +68,23 @@ struct Args {
     /// Seconds after which a client gives up on a request.
     #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
     client_timeout: f64,
+    /// Run only the shop (`--mode unprotected` or `protected`) on
+    /// 127.0.0.1:PORT, for a load test, and send no traffic.
+    #[arg(long, value_name = "PORT")]
+    serve: Option<u16>,
+    /// The database shedder's Gradient limit, MIN..MAX (default 10..64), to
+    /// try what `--example loadtest` recommended.
+    #[arg(long, value_name = "MIN..MAX")]
+    shed_limit: Option<String>,
+    /// The shedder queue's capacity (default 256).
+    #[arg(long, value_name = "REQUESTS")]
+    queue: Option<usize>,
+    /// The shedder queue's max_wait in milliseconds (default 250).
+    #[arg(long, value_name = "MS")]
+    queue_wait_ms: Option<u64>,
+    /// With --serve: stop after this many seconds.
+    #[arg(long, default_value_t = 3_600, value_name = "SECONDS")]
+    serve_for: u64,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -83,6 +106,14 @@ impl Which {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Err(message) = shedder_limits(&args) {
+        Args::command()
+            .error(clap::error::ErrorKind::ValueValidation, message)
+            .exit()
+    }
+    if let Some(port) = args.serve {
+        return serve(&args, port);
+    }
     let settings = match settings(&args) {
         Ok(settings) => settings,
         Err(message) => Args::command()
@@ -139,6 +170,97 @@ fn main() -> ExitCode {
         println!("{}", scenario::results::to_json(&settings, &runs));
     }
     ExitCode::SUCCESS
+}
+
+/// `--shed-limit`, `--queue`, `--queue-wait-ms`: the database shedder's
+/// settings for every shop of this run.
+fn shedder_limits(args: &Args) -> Result<(), String> {
+    let mut limits = scenario::shop::ShedderLimits::default();
+    if let Some(range) = &args.shed_limit {
+        let bad = || format!("--shed-limit {range:?}: write MIN..MAX, 1 <= MIN <= MAX");
+        let (min, max) = range.split_once("..").ok_or_else(bad)?;
+        limits.min = min.trim().parse().map_err(|_| bad())?;
+        limits.max = max.trim().parse().map_err(|_| bad())?;
+        if limits.min == 0 || limits.min > limits.max {
+            return Err(bad());
+        }
+    }
+    if let Some(queue) = args.queue {
+        if queue == 0 {
+            return Err("--queue must be at least 1".to_owned());
+        }
+        limits.queue = queue;
+    }
+    if let Some(ms) = args.queue_wait_ms {
+        if !(1..=60_000).contains(&ms) {
+            return Err("--queue-wait-ms must be 1 to 60000".to_owned());
+        }
+        limits.max_wait = Duration::from_millis(ms);
+    }
+    let _ = scenario::shop::SHEDDER_LIMITS.set(limits);
+    Ok(())
+}
+
+/// `--serve`: the shop alone on loopback until `--serve-for` runs out.
+fn serve(args: &Args, port: u16) -> ExitCode {
+    let mode = match args.mode {
+        Which::Unprotected => Mode::Unprotected,
+        Which::Protected => Mode::Protected,
+        Which::Both => Args::command()
+            .error(
+                clap::error::ErrorKind::ValueValidation,
+                "--serve runs one shop: add --mode unprotected or --mode protected",
+            )
+            .exit(),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let served = runtime.block_on(async {
+        let database = scenario::database::Database::new(Default::default());
+        let shop = scenario::shop::start_on(mode, database.clone(), None, 1.0, port).await?;
+        let address = shop.address;
+        println!("the {mode} shop listens on http://{address} (metrics at /metrics)");
+        println!("its database's capacity per route (a pool of 8, every connection busy):");
+        use scenario::database::Query;
+        for (route, query) in [
+            ("GET /product/{id}", Query::Product(1)),
+            ("GET /catalogue", Query::Catalogue),
+            ("GET /search?q=N", Query::Search(1)),
+            ("POST /checkout", Query::Checkout),
+        ] {
+            println!(
+                "  {route:<18} {:>6.0} requests/s",
+                database.capacity_per_second(query)
+            );
+        }
+        println!("stops after {} s (Ctrl-C stops it sooner)", args.serve_for);
+        tokio::time::sleep(Duration::from_secs(args.serve_for)).await;
+        let report = database.report();
+        let (cost, count) = database.uncontended_cost();
+        println!(
+            "served: {} queries; the most finished in one second: {}; queries with no contention \
+             ({count}) held their connection {:.2} ms on average, a pool capacity of {:.0} queries/s \
+             at that cost",
+            report.queries,
+            report.per_second.iter().map(|s| s.queries).max().unwrap_or(0),
+            cost.as_secs_f64() * 1e3,
+            report.pool as f64 / cost.as_secs_f64().max(1e-9),
+        );
+        Ok::<_, std::io::Error>(())
+    });
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: the shop could not start on port {port}: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn settings(args: &Args) -> Result<Settings, String> {

@@ -1,4 +1,5 @@
-//! The crowd: plays a traffic plan against the shop, open loop.
+//! The crowd: plays a traffic plan against the shop, open loop, through
+//! the crate's load-test client (`surgeguard::loadtest::play`).
 //!
 //! Each request is sent when the plan says it is due, whatever happened to
 //! earlier ones, and its latency counts from that moment, so time spent
@@ -11,18 +12,13 @@
 //! needs a socket at both ends); a request that cannot get one in time
 //! times out like any other.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::cell::Cell;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
-use tokio::time::{sleep_until, timeout_at, Instant};
+use http::{HeaderValue, Method, Request, StatusCode};
+use http_body_util::Full;
+use surgeguard::loadtest::{self, ClientSettings, Due, Ending};
 
 use super::shop::{RunningShop, ShopSample};
 use super::traffic::Planned;
@@ -83,173 +79,93 @@ pub struct Progress {
     pub open: u64,
 }
 
-#[derive(Default)]
-struct Counters {
-    sent: AtomicU64,
-    succeeded: AtomicU64,
-    refused: AtomicU64,
-    timed_out: AtomicU64,
-    failed: AtomicU64,
-}
-
 /// How often the shop's state (database queue, saturation) is sampled.
 const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 
-/// Sends every request of `plan` to `shop` when it is due; returns when all
-/// have finished (each is bounded by the client timeout).
+/// Sends every request of `plan` to `shop` when it is due, through the
+/// crate's open-loop client (`surgeguard::loadtest::play`); returns when
+/// all have finished (each is bounded by the client timeout).
 pub async fn play(
     settings: &Settings,
     plan: &[Planned],
     shop: &RunningShop,
     progress: &(dyn Fn(&Progress) + Sync),
 ) -> Played {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let open_slots = Arc::new(Semaphore::new(open_request_cap()));
-    let counters = Arc::new(Counters::default());
-    let outcomes = Arc::new(Mutex::new(Vec::with_capacity(plan.len())));
-    let mut tasks = JoinSet::new();
-    let start = Instant::now();
-    let mut ticker = Ticker {
-        start,
-        next_sample: start,
-        next_progress: start + Duration::from_secs(1),
-        samples: Vec::new(),
-    };
-    let tick = |ticker: &mut Ticker| ticker.tick(shop, &counters, settings, progress);
-
-    for (index, planned) in plan.iter().enumerate() {
-        let due = start + planned.at;
-        while ticker.next_sample < due {
-            sleep_until(ticker.next_sample).await;
-            tick(&mut ticker);
+    let client = ClientSettings::new(open_request_cap(), settings.client_timeout)
+        .expect("the scenario's settings checked the timeout");
+    let schedule = plan.iter().enumerate().map(|(index, planned)| Due {
+        index: index as u64,
+        step: 0,
+        at: planned.at,
+    });
+    let request = |due: &Due| {
+        let planned = &plan[due.index as usize];
+        let mut request = Request::new(Full::new(Bytes::new()));
+        if planned.page.is_post() {
+            *request.method_mut() = Method::POST;
         }
-        sleep_until(due).await;
-        let request = Request::builder()
-            .method(if planned.page.is_post() {
-                Method::POST
-            } else {
-                Method::GET
-            })
-            .uri(format!("http://{}{}", shop.address, planned.page.path()))
-            .header("x-forwarded-for", planned.sender.address().to_string())
-            .body(Empty::new())
-            .expect("a valid request");
-        let (client, open_slots, counters, outcomes) = (
-            client.clone(),
-            Arc::clone(&open_slots),
-            Arc::clone(&counters),
-            Arc::clone(&outcomes),
+        *request.uri_mut() = format!("http://{}{}", shop.address, planned.page.path())
+            .parse()
+            .expect("a valid path");
+        request.headers_mut().insert(
+            "x-forwarded-for",
+            HeaderValue::from_str(&planned.sender.address().to_string()).expect("an address"),
         );
-        let deadline = due + settings.client_timeout;
-        counters.sent.fetch_add(1, Ordering::Relaxed);
-        tasks.spawn(async move {
-            let answer = timeout_at(deadline, async {
-                let _slot = open_slots.acquire_owned().await.ok()?;
-                let response = client.request(request).await.ok()?;
-                let (head, body) = response.into_parts();
-                body.collect().await.ok()?;
-                Some(head)
-            })
-            .await;
-            let latency = Instant::now() - due;
-            let (status, retry_after) = match answer {
-                Err(_) => (Status::TimedOut, false),
-                Ok(None) => (Status::Failed, false),
-                Ok(Some(head)) => (
-                    match head.status {
+        request
+    };
+    let mut samples = Vec::new();
+    let mut next_progress = Duration::from_secs(1);
+    let last = Cell::new(None);
+    let shown = |p: &loadtest::Progress| Progress {
+        elapsed: p.elapsed,
+        duration: settings.duration,
+        sent: p.sent,
+        succeeded: p.succeeded,
+        refused: p.refused,
+        timed_out: p.timed_out,
+        open: p.open,
+    };
+    let played = loadtest::play(schedule, request, &client, SAMPLE_EVERY, |p| {
+        samples.push((p.elapsed, shop.sample()));
+        if p.elapsed >= next_progress {
+            progress(&shown(p));
+            next_progress += Duration::from_secs(1);
+        }
+        last.set(Some(*p));
+    })
+    .await;
+    if let Some(p) = last.get() {
+        progress(&shown(&p));
+    }
+    let outcomes = played
+        .outcomes
+        .iter()
+        .map(|o| {
+            let (status, retry_after) = match o.ending {
+                Ending::Answered {
+                    status,
+                    retry_after,
+                } => (
+                    match status {
                         s if s.is_success() => Status::Succeeded,
                         StatusCode::SERVICE_UNAVAILABLE => Status::Shed,
                         StatusCode::TOO_MANY_REQUESTS => Status::Limited,
                         _ => Status::Failed,
                     },
-                    head.headers.contains_key(header::RETRY_AFTER),
+                    retry_after,
                 ),
+                Ending::TimedOut => (Status::TimedOut, false),
+                Ending::ConnectFailed | Ending::ConnectionFailed => (Status::Failed, false),
             };
-            counters.count(status);
-            outcomes.lock().unwrap().push(Outcome {
-                index,
+            Outcome {
+                index: o.due.index as usize,
                 status,
-                latency,
+                latency: o.latency,
                 retry_after,
-            });
-        });
-        while tasks.try_join_next().is_some() {}
-    }
-
-    // Drain: every request ends by its own deadline; the extra second is
-    // for the bookkeeping after it.
-    let last_deadline =
-        start + settings.duration + settings.client_timeout + Duration::from_secs(1);
-    while !tasks.is_empty() && Instant::now() < last_deadline {
-        tokio::select! {
-            _ = tasks.join_next() => {}
-            _ = sleep_until(ticker.next_sample) => tick(&mut ticker),
-        }
-    }
-    tasks.abort_all();
-    progress(&counters.progress(Instant::now() - start, settings.duration));
-    let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
-    Played {
-        outcomes,
-        samples: ticker.samples,
-    }
-}
-
-/// Samples the shop every 50 ms and reports progress every second.
-struct Ticker {
-    start: Instant,
-    next_sample: Instant,
-    next_progress: Instant,
-    samples: Vec<(Duration, ShopSample)>,
-}
-
-impl Ticker {
-    fn tick(
-        &mut self,
-        shop: &RunningShop,
-        counters: &Counters,
-        settings: &Settings,
-        progress: &(dyn Fn(&Progress) + Sync),
-    ) {
-        let now = Instant::now();
-        if now >= self.next_sample {
-            self.samples.push((now - self.start, shop.sample()));
-            self.next_sample += SAMPLE_EVERY;
-        }
-        if now >= self.next_progress {
-            progress(&counters.progress(now - self.start, settings.duration));
-            self.next_progress += Duration::from_secs(1);
-        }
-    }
-}
-
-impl Counters {
-    fn count(&self, status: Status) {
-        let counter = match status {
-            Status::Succeeded => &self.succeeded,
-            Status::Shed | Status::Limited => &self.refused,
-            Status::TimedOut => &self.timed_out,
-            Status::Failed => &self.failed,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn progress(&self, elapsed: Duration, duration: Duration) -> Progress {
-        let sent = self.sent.load(Ordering::Relaxed);
-        let succeeded = self.succeeded.load(Ordering::Relaxed);
-        let refused = self.refused.load(Ordering::Relaxed);
-        let timed_out = self.timed_out.load(Ordering::Relaxed);
-        let failed = self.failed.load(Ordering::Relaxed);
-        Progress {
-            elapsed,
-            duration,
-            sent,
-            succeeded,
-            refused,
-            timed_out,
-            open: sent.saturating_sub(succeeded + refused + timed_out + failed),
-        }
-    }
+            }
+        })
+        .collect();
+    Played { outcomes, samples }
 }
 
 /// How many requests may be open at once: half the file descriptors this

@@ -129,6 +129,8 @@ struct Inner {
     seconds: Mutex<Vec<DatabaseSecond>>,
     down: AtomicBool,
     refused: AtomicU64,
+    uncontended_ns: AtomicU64,
+    uncontended: AtomicU64,
 }
 
 impl Database {
@@ -148,6 +150,8 @@ impl Database {
                 seconds: Mutex::new(Vec::new()),
                 down: AtomicBool::new(false),
                 refused: AtomicU64::new(0),
+                uncontended_ns: AtomicU64::new(0),
+                uncontended: AtomicU64::new(0),
             }),
         }
     }
@@ -195,7 +199,17 @@ impl Database {
 
         let inner = Arc::clone(&self.inner);
         let execution = tokio::spawn(async move {
+            let began = Instant::now();
             tokio::time::sleep(cost).await;
+            if queue <= 1 {
+                // Only this query was waiting: no contention, so the time
+                // it held its connection is the query's real cost here
+                // (its base cost plus the timer's and scheduler's lag).
+                inner
+                    .uncontended_ns
+                    .fetch_add(began.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                inner.uncontended.fetch_add(1, Ordering::Relaxed);
+            }
             inner.running.fetch_sub(1, Ordering::Relaxed);
             drop(connection);
             inner.finished(waited, queue);
@@ -207,6 +221,23 @@ impl Database {
             }
         });
         Ok(execution.await.unwrap_or_default())
+    }
+
+    /// The most `query`s a second the pool can finish: every connection
+    /// busy, none waiting (a queue only slows each query down). The shop's
+    /// real capacity for a route that runs `query`, for a load test to find.
+    pub fn capacity_per_second(&self, query: Query) -> f64 {
+        let settings = &self.inner.settings;
+        settings.pool as f64 / (query.base_cost().as_secs_f64() * settings.slowdown)
+    }
+
+    /// The mean time a query held its connection when none were waiting
+    /// (its real cost on this machine, timer lag included), and how many
+    /// such queries there were.
+    pub fn uncontended_cost(&self) -> (Duration, u64) {
+        let count = self.inner.uncontended.load(Ordering::Relaxed);
+        let total = self.inner.uncontended_ns.load(Ordering::Relaxed);
+        (Duration::from_nanos(total / count.max(1)), count)
     }
 
     /// Queries waiting for a connection right now.

@@ -149,6 +149,18 @@ pub async fn start_with(
     checkout_gate: Option<CheckoutGate>,
     slowdown: f64,
 ) -> std::io::Result<RunningShop> {
+    start_on(mode, db, checkout_gate, slowdown, 0).await
+}
+
+/// As [`start_with`], on 127.0.0.1:`port` (0: an ephemeral port), for the
+/// example's `--serve` mode, which runs a shop alone for a load test.
+pub async fn start_on(
+    mode: Mode,
+    db: Database,
+    checkout_gate: Option<CheckoutGate>,
+    slowdown: f64,
+    port: u16,
+) -> std::io::Result<RunningShop> {
     let protection = match mode {
         Mode::Unprotected => None,
         Mode::Protected => Some(Arc::new(
@@ -189,7 +201,7 @@ pub async fn start_with(
         Some(guard) => guard.wrap(routes)?,
     };
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let address = listener.local_addr()?;
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move {
@@ -220,12 +232,48 @@ fn prometheus() -> Option<PrometheusHandle> {
 /// bursts; a standing queue turns LIFO and fails stale requests fast.
 /// (`slowdown`: the queue's deadline follows a slower database.)
 fn database_shedder(shadow: bool, slowdown: f64) -> Result<Shedder, surgeguard::shed::BuildError> {
+    let limits = SHEDDER_LIMITS.get().copied().unwrap_or_default();
     Shedder::builder()
-        .limit(AdaptiveLimit::gradient().min(10).initial(16).max(64))
-        .queue(256, QUEUE_DEADLINE.mul_f64(slowdown))
+        .limit(
+            AdaptiveLimit::gradient()
+                .min(limits.min)
+                .initial(16)
+                .max(limits.max),
+        )
+        .queue(limits.queue, limits.max_wait.mul_f64(slowdown))
         .shadow(shadow)
         .build()
 }
+
+/// The database shedder's Gradient bounds and queue, as the outage
+/// example's `--shed-limit`, `--queue` and `--queue-wait-ms` flags set
+/// them: to try settings a load test printed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ShedderLimits {
+    /// The Gradient limit's `min`.
+    pub min: u32,
+    /// Its `max`.
+    pub max: u32,
+    /// The queue's capacity.
+    pub queue: usize,
+    /// The queue's `max_wait`.
+    pub max_wait: Duration,
+}
+
+impl Default for ShedderLimits {
+    fn default() -> Self {
+        ShedderLimits {
+            min: 10,
+            max: 64,
+            queue: 256,
+            max_wait: QUEUE_DEADLINE,
+        }
+    }
+}
+
+/// Set once, before any shop starts, by the example's flags; unset, every
+/// shop uses [`ShedderLimits::default`].
+pub static SHEDDER_LIMITS: OnceLock<ShedderLimits> = OnceLock::new();
 
 #[derive(Clone)]
 struct Shop {
