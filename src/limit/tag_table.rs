@@ -33,14 +33,15 @@
 //!   ([`KeyedBuilder::shards`](super::KeyedBuilder::shards) sets how many),
 //!   each with a mutex taken only to insert a key, forget idle ones, or
 //!   refund: never by a check of a tracked key. A key's region comes from
-//!   its tag's high 32 bits, its home bucket from the low 32; it lives in the
-//!   first bucket with a free slot at the time it was inserted, from its home
-//!   on, wrapping within the region. Per bucket, a *spill count* (kept under
-//!   the region's lock) counts the keys that passed the bucket to one further
-//!   along; a lookup goes on past a bucket only while its spill count is
-//!   nonzero, so a lookup usually reads one bucket, and never more than the
-//!   region. The counts are bytes that stick at 255 (a stuck count only
-//!   makes lookups read on; it is never too low).
+//!   its tag's high 32 bits, its home bucket from the low 32; it lives in its
+//!   *probe window*, the 32 buckets from its home on (wrapping within the
+//!   region; the whole region if smaller). Per bucket, a *spill count* (kept
+//!   under the region's lock) counts the keys that passed the bucket to one
+//!   further along; a lookup goes on past a bucket only while its spill
+//!   count is nonzero, so a lookup usually reads one bucket, and never more
+//!   than the window, whatever the table went through: no tombstones (a
+//!   removal takes its key out of the counts it raised), and a count is at
+//!   most 31 × 8, so a byte holds it exactly.
 //! * **Only a lock-free *find* is trusted.** A lookup without the lock that
 //!   finds nothing (a key being inserted, a spill count not yet seen) is
 //!   repeated under the region's lock, which is authoritative; new keys take
@@ -69,19 +70,34 @@
 //!   `share × 4/3` slots (`share = ⌈max_keys / regions⌉`), and, as shards
 //!   did in `table.rs`, at least `share + ⌈4√share⌉ + 4` when that is more
 //!   (small shares): with at most `max_keys` active keys hashed at random, a
-//!   region's share exceeds that with probability below 2·10⁻⁵, which bounds
-//!   how often a new key is refused by its own full region while the table
-//!   has room (a unit test fills a table of 200,000 keys and counts none).
+//!   region's share exceeds that with probability below 2·10⁻⁵. A new key
+//!   is refused while the table has room only when its probe window is full
+//!   of active keys: with at most three quarters of a region's slots taken,
+//!   a run of 32 full buckets is rare enough that a unit test filling a
+//!   table of 200,000 keys counts none (a simulation of bucketed linear
+//!   probing at that load put it far below one insert in a million).
 //!   Otherwise a new key is refused only when the table holds `max_keys`
 //!   active keys.
-//! * **Idle keys go first, and only when some can be idle.** A new key that
-//!   finds its region (or the table) full sweeps its region from a cursor,
-//!   removing the idle keys it passes, until it has freed one and looked at
-//!   8 buckets, or gone round; then the other regions, one lock at a time.
-//!   Each region keeps a lower bound of its keys' idle times (exact after a
-//!   full round, lowered by inserts and refunds; checks only raise TATs), and
-//!   the table one for all regions, so a table full of active keys refuses
-//!   a new key in O(1) until the earliest could have gone idle.
+//! * **An idle key is as good as a free slot.** A new key takes the first
+//!   slot of its window, from its home on, that is free or holds an idle
+//!   key, and overwrites an idle key in place (the key in the slot is
+//!   removed as a sweep removes it, so the check-against-removal protocol
+//!   above holds). So a flood of keys that go idle at once (an allowing
+//!   quota) costs each new key one window probe, usually one bucket, and
+//!   keeps every key near its home. A first version filled only free slots
+//!   and freed them with a sweep from a cursor: the slots just swept were
+//!   empty and those ahead of the cursor nearly full, so once the table was
+//!   full of idle keys new keys spilled hundreds of buckets, and every
+//!   lookup of an absent key read them all.
+//! * **Sweeps only when a place is needed, and only when some can be
+//!   idle.** A new key whose window has a free slot but no idle key, in a
+//!   table at `max_keys`, sweeps its region from a cursor, removing the idle
+//!   keys it passes, until it has freed one and looked at 8 buckets, or gone
+//!   round; then the other regions, one lock at a time. Each region keeps a
+//!   lower bound of its keys' idle times (exact after a full round, lowered
+//!   by inserts and refunds; checks only raise TATs), and the table one for
+//!   all regions, so a table full of active keys refuses a new key in O(1)
+//!   until the earliest could have gone idle.
 //!
 //! Measured with `perf stat` on `examples/limiter_loop.rs` (one thread, 20
 //! million checks, built with codegen-units=1; per check, the 0-check run
@@ -120,8 +136,13 @@ const LOCKED: u64 = u64::MAX;
 /// The largest TAT stored (saturated GCRA arithmetic would reach `LOCKED`).
 const MAX_TAT: u64 = LOCKED - 1;
 
-/// A spill count this high sticks: it is no longer decremented.
-const SPILL_STUCK: u8 = u8::MAX;
+/// A key lives within this many buckets of its home (fewer when its region
+/// is smaller): a lookup reads at most this many, whatever the table went
+/// through, and a spill count never exceeds `(PROBE_BUCKETS - 1) × SLOTS`.
+const PROBE_BUCKETS: usize = 32;
+
+// A spill count is a byte.
+const _: () = assert!((PROBE_BUCKETS - 1) * SLOTS <= u8::MAX as usize);
 
 /// Regions the default aims to give each core, as shards before.
 const REGIONS_PER_CORE: usize = 4;
@@ -335,6 +356,16 @@ fn fill_slot(tag_cell: &AtomicU64, tat_cell: &AtomicU64, tag: u64, tat: u64) {
     tag_cell.store(tag, Ordering::Release);
 }
 
+/// Where a new key can go in its probe window: a slot (bucket offset in
+/// its region, slot) whose key is idle or that is free, or nowhere: every
+/// slot holds an active key, the first of which goes idle at `earliest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    Idle((usize, usize)),
+    Free((usize, usize)),
+    Active { earliest: u64 },
+}
+
 impl<S> TagTable<S> {
     /// `regions`: between 1 and `max_keys` (the builder checks); `None` for
     /// the default.
@@ -404,6 +435,7 @@ impl<S> TagTable<S> {
     }
 
     /// Slots in each region.
+    #[cfg(test)]
     fn region_slots(&self) -> usize {
         self.region_buckets * SLOTS
     }
@@ -430,7 +462,7 @@ impl<S> TagTable<S> {
     #[inline(never)]
     fn find_beyond(&self, start: usize, home: usize, tag: u64) -> Option<(&Bucket, usize)> {
         let mut offset = home;
-        for _ in 1..self.region_buckets {
+        for _ in 1..self.window() {
             offset = self.next(offset);
             let bucket = &self.buckets[start + offset];
             if let Some(slot) = bucket.slot_of(tag) {
@@ -443,37 +475,59 @@ impl<S> TagTable<S> {
         None
     }
 
-    /// Under region `region`'s lock: stores `tag` with its first TAT in the
-    /// first free slot from its home bucket on. False if the region is full.
-    fn insert(&self, region: usize, state: &mut RegionState, tag: u64, tat: u64) -> bool {
-        let start = region * self.region_buckets;
-        let home = self.home_of(tag);
-        let mut offset = home;
-        for passed in 0..self.region_buckets {
+    /// Buckets a key may live in, from its home on: its probe window.
+    #[inline]
+    fn window(&self) -> usize {
+        self.region_buckets.min(PROBE_BUCKETS)
+    }
+
+    /// Under the region's lock: where in the probe window of a key whose
+    /// home is `home` a new key can go, looking at the `buckets` from
+    /// `first` on. The first bucket with a slot that holds an idle key or
+    /// none: an idle key is as good as no key (forgetting it changes no
+    /// decision), so its slot is reused in place, and keys stay near their
+    /// homes whatever the table went through. Slots from the key's preferred
+    /// one on, an idle slot before a free one (reusing it takes no place).
+    fn probe(&self, start: usize, first: usize, buckets: usize, tag: u64, now: u64) -> Probe {
+        let mut offset = first;
+        let mut earliest = u64::MAX;
+        for _ in 0..buckets {
             let bucket = &self.buckets[start + offset];
-            let is_free = |slot: &usize| bucket.tags[*slot].load(Ordering::Relaxed) == EMPTY;
-            let free = Some(preferred_slot(tag))
-                .filter(is_free)
-                .or_else(|| (0..SLOTS).find(is_free));
-            if let Some(slot) = free {
-                // Spill counts before the tag, so that a lookup that finds
-                // the tag's bucket passed is likely to see them.
-                let mut spilled = home;
-                for _ in 0..passed {
-                    let count = &self.spills[start + spilled];
-                    let value = count.load(Ordering::Relaxed);
-                    if value != SPILL_STUCK {
-                        count.store(value + 1, Ordering::Relaxed);
-                    }
-                    spilled = self.next(spilled);
+            let mut free = None;
+            for slot in (0..SLOTS).map(|n| (preferred_slot(tag) + n) % SLOTS) {
+                if bucket.tags[slot].load(Ordering::Relaxed) == EMPTY {
+                    free = free.or(Some(slot));
+                    continue;
                 }
-                fill_slot(&bucket.tags[slot], &bucket.tats[slot], tag, tat);
-                state.len += 1;
-                return true;
+                // Under the lock no removal runs, so this is never `LOCKED`.
+                let tat = bucket.tats[slot].load(Ordering::Acquire);
+                if tat <= now {
+                    return Probe::Idle((offset, slot));
+                }
+                earliest = earliest.min(tat);
+            }
+            if let Some(slot) = free {
+                return Probe::Free((offset, slot));
             }
             offset = self.next(offset);
         }
-        false
+        Probe::Active { earliest }
+    }
+
+    /// Under the region's lock: gives the free slot `slot` of bucket
+    /// `offset` to `tag` (home `home`) with its first TAT, counting it in
+    /// the spill counts of the buckets it passed.
+    fn fill(&self, start: usize, home: usize, (offset, slot): (usize, usize), tag: u64, tat: u64) {
+        // Spill counts before the tag, so that a lookup that finds the tag's
+        // bucket passed is likely to see them.
+        let mut passed = home;
+        while passed != offset {
+            let count = &self.spills[start + passed];
+            count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            passed = self.next(passed);
+        }
+        let bucket = &self.buckets[start + offset];
+        fill_slot(&bucket.tags[slot], &bucket.tats[slot], tag, tat);
     }
 
     /// Under region `region`'s lock: removes the key in `slot` of bucket
@@ -488,14 +542,11 @@ impl<S> TagTable<S> {
         let bucket = &self.buckets[start + offset];
         let tag = bucket.tags[slot].load(Ordering::Relaxed);
         release_if_idle(&bucket.tags[slot], &bucket.tats[slot], now)?;
-        let mut spilled = self.home_of(tag);
-        while spilled != offset {
-            let count = &self.spills[start + spilled];
-            let value = count.load(Ordering::Relaxed);
-            if value != SPILL_STUCK {
-                count.store(value - 1, Ordering::Relaxed);
-            }
-            spilled = self.next(spilled);
+        let mut passed = self.home_of(tag);
+        while passed != offset {
+            let count = &self.spills[start + passed];
+            count.store(count.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
+            passed = self.next(passed);
         }
         Ok(())
     }
@@ -616,10 +667,21 @@ impl<S> TagTable<S> {
     /// Decides `cost` for the key tagged `tag` under its region's lock: a
     /// key the lock-free path did not find (new, or being inserted or
     /// removed), inserting it if it is new and there is room.
+    ///
+    /// A new key goes into its probe window (see [`probe`](Self::probe)):
+    /// over an idle key, which costs nothing more; or into a free slot,
+    /// which needs a place in the table-wide count, made if need be by
+    /// forgetting an idle key further along the window, then by a sweep of
+    /// the region, then of the others. A window full of active keys, or a
+    /// table with no idle key, refuses it.
     fn decide_exclusive(&self, tag: u64, now: u64, cost: u32) -> Outcome {
         let region = self.region_of(tag);
+        let start = region * self.region_buckets;
+        let home = self.home_of(tag);
+        let window = self.window();
         // A place freed in another region and held for this key: at most
-        // one trip to the other regions, so at most two rounds.
+        // one trip to the other regions, so at most two rounds (and one
+        // more for each idle key a check charged just before it was reused).
         let mut held = false;
         loop {
             let mut state = self.lock(region);
@@ -636,48 +698,72 @@ impl<S> TagTable<S> {
                     return Outcome::Decided(decision);
                 }
             }
-            if cost == 0 {
-                // Only looking: a key never seen has a full bucket.
-                self.give_places(usize::from(held));
-                return Outcome::Decided(self.rule.decide(0, now, 0).0);
-            }
-            let below_cap = state.len < self.region_slots();
-            if !(below_cap && (held || self.take_place())) {
-                let freed = self.sweep(region, &mut state, now, false);
-                if freed > 0 {
-                    // The new key takes one of the places freed; the others
-                    // go back (with the one held, if any).
-                    self.give_places(freed - 1 + usize::from(held));
-                } else if !below_cap || held {
-                    self.give_places(usize::from(held));
-                    return Outcome::Full {
-                        next_idle: state.idle_bound,
-                    };
-                } else {
-                    // The table is full, and this region has room but no
-                    // idle key: look elsewhere, holding no lock meanwhile.
-                    drop(state);
-                    match self.reclaim_elsewhere(region, now) {
-                        Ok(()) => {
-                            held = true;
-                            continue;
-                        }
-                        Err(next_idle) => return Outcome::Full { next_idle },
-                    }
-                }
-            }
             // A fresh bucket allows any cost up to the burst.
             let (decision, new_tat) = self.rule.decide(0, now, cost);
-            match new_tat {
-                Some(tat)
-                    if tat > now && self.insert(region, &mut state, tag, tat.min(MAX_TAT)) =>
-                {
-                    state.idle_bound = state.idle_bound.min(tat);
-                    self.lower_idle_bound(tat);
+            let tat = match new_tat {
+                Some(tat) if cost > 0 && tat > now => tat.min(MAX_TAT),
+                // Only looking (a key never seen has a full bucket), or
+                // nothing to remember.
+                _ => {
+                    self.give_places(usize::from(held));
+                    return Outcome::Decided(decision);
                 }
-                // Nothing to remember (or, impossibly, no free slot).
-                _ => self.give_places(1),
-            }
+            };
+            let at = match self.probe(start, home, window, tag, now) {
+                Probe::Idle(at) => {
+                    if self.remove_if_idle(start, at.0, at.1, now).is_err() {
+                        // A check charged it since the probe: look again.
+                        continue;
+                    }
+                    self.give_places(usize::from(held));
+                    at
+                }
+                Probe::Free(at) if held || self.take_place() => {
+                    state.len += 1;
+                    at
+                }
+                Probe::Free(at) => {
+                    // The table is full: an idle key further along the
+                    // window makes way in place.
+                    let passed = (at.0 + self.region_buckets - home) % self.region_buckets;
+                    let rest = window - passed - 1;
+                    if let Probe::Idle(idle) = self.probe(start, self.next(at.0), rest, tag, now) {
+                        if self.remove_if_idle(start, idle.0, idle.1, now).is_err() {
+                            continue;
+                        }
+                        idle
+                    } else {
+                        let freed = self.sweep(region, &mut state, now, false);
+                        if freed == 0 {
+                            // No idle key in this region: look elsewhere,
+                            // holding no lock meanwhile.
+                            drop(state);
+                            match self.reclaim_elsewhere(region, now) {
+                                Ok(()) => {
+                                    held = true;
+                                    continue;
+                                }
+                                Err(next_idle) => return Outcome::Full { next_idle },
+                            }
+                        }
+                        // The new key takes one of the places freed (its
+                        // slot is still free: a sweep only frees); the
+                        // others go back.
+                        self.give_places(freed - 1);
+                        state.len += 1;
+                        at
+                    }
+                }
+                Probe::Active { earliest } => {
+                    self.give_places(usize::from(held));
+                    return Outcome::Full {
+                        next_idle: earliest,
+                    };
+                }
+            };
+            self.fill(start, home, at, tag, tat);
+            state.idle_bound = state.idle_bound.min(tat);
+            self.lower_idle_bound(tat);
             return Outcome::Decided(decision);
         }
     }
@@ -922,25 +1008,92 @@ mod tests {
         assert_eq!(slots_in_use(&table), 0);
     }
 
-    /// A spill count that reaches 255 sticks: lookups read on past it, and
-    /// removals leave it (it may be too high, never too low).
+    /// Keys of one home fill its probe window (32 buckets) and no more:
+    /// the next is refused though the region has room, the spill counts
+    /// stop at 31 × 8, and a lookup reads at most the window.
     #[test]
-    fn a_saturated_spill_count_sticks_and_lookups_stay_right() {
+    fn keys_never_live_past_their_probe_window() {
         let table = identity_table(Quota::per_second(1_000).unwrap(), 600, 1);
+        assert_eq!(table.region_buckets, 100);
         let keys: Vec<u64> = (0..300).map(|n| key_at(&table, 0, n)).collect();
-        for &key in &keys {
+        let (fit, refused) = keys.split_at(PROBE_BUCKETS * SLOTS);
+        for &key in fit {
             assert!(allowed(&check(&table, key, 0, 1)));
         }
-        assert_eq!(table.spills[0].load(Ordering::Relaxed), SPILL_STUCK);
-        for &key in &keys {
+        for &key in refused {
+            let outcome = check(&table, key, 0, 1);
+            assert!(matches!(outcome, Outcome::Full { next_idle } if next_idle == MS));
+        }
+        assert_eq!(tracked(&table), fit.len());
+        assert_eq!(table.spills[0].load(Ordering::Relaxed), 31 * 8);
+        assert_eq!(table.spills[31].load(Ordering::Relaxed), 0);
+        for &key in fit {
             assert!(table.find(table.tag_of(&key)).is_some());
         }
-        assert_eq!(KeyStore::<u64, _>::reclaim_all_idle(&table, MS), 300);
-        assert_eq!(table.spills[0].load(Ordering::Relaxed), SPILL_STUCK);
-        for &key in &keys[..10] {
-            assert!(allowed(&check(&table, key, 2 * MS, 1)));
-            assert!(table.find(table.tag_of(&key)).is_some());
+        assert_eq!(
+            buckets_read(&table, table.tag_of(&refused[0])),
+            PROBE_BUCKETS
+        );
+        // Idle, they give their slots to the keys refused before, in place.
+        for &key in refused {
+            assert!(allowed(&check(&table, key, MS, 1)));
         }
+        assert_eq!(tracked(&table), fit.len());
+        assert_eq!(
+            KeyStore::<u64, _>::reclaim_all_idle(&table, 2 * MS),
+            fit.len()
+        );
+        assert!(table.spills.iter().all(|s| s.load(Ordering::Relaxed) == 0));
+    }
+
+    /// Buckets a lock-free lookup of `tag` reads: its home, then on while
+    /// the spill count of the bucket just read is nonzero.
+    fn buckets_read<S>(table: &TagTable<S>, tag: u64) -> usize {
+        let home = table.home_index(tag);
+        let start = home - home % table.region_buckets;
+        let mut offset = home % table.region_buckets;
+        let mut read = 1;
+        while read < table.region_buckets
+            && table.buckets[start + offset].slot_of(tag).is_none()
+            && table.spills[start + offset].load(Ordering::Relaxed) > 0
+        {
+            offset = (offset + 1) % table.region_buckets;
+            read += 1;
+        }
+        read
+    }
+
+    /// A flood of distinct keys, each idle again before the next arrives,
+    /// through a full table (the flood a bounded table exists for): new keys
+    /// take idle keys' places near their homes, so that lookups of keys not
+    /// there stay as short as in a table filled once, and the table stays
+    /// at `max_keys`.
+    #[test]
+    fn a_flood_of_idle_keys_keeps_lookups_short() {
+        const MAX_KEYS: usize = 10_000;
+        let rule = GcraRule::new(Quota::per_second(1_000).unwrap());
+        let hasher = ahash::RandomState::with_seeds(9, 8, 7, 6);
+        let table = TagTable::new(rule, MAX_KEYS, Some(4), hasher).unwrap();
+        // Full of keys active until 1 ms.
+        for key in 1u64 << 50..(1 << 50) + MAX_KEYS as u64 {
+            assert!(allowed(&check(&table, key, 0, 1)));
+        }
+        assert_eq!(tracked(&table), MAX_KEYS);
+        // Then each check one interval after the last: every key before it
+        // is idle.
+        for (n, key) in (0..30 * MAX_KEYS as u64).enumerate() {
+            assert!(allowed(&check(&table, key, (n as u64 + 1) * MS, 1)));
+        }
+        assert_eq!(tracked(&table), MAX_KEYS);
+        assert_eq!(tracked(&table), slots_in_use(&table));
+        let absent = (1u64 << 60..).take(10_000).map(|key| table.tag_of(&key));
+        let reads: Vec<usize> = absent.map(|tag| buckets_read(&table, tag)).collect();
+        let mean = reads.iter().sum::<usize>() as f64 / reads.len() as f64;
+        let longest = reads.iter().copied().max().unwrap();
+        assert!(
+            mean < 1.5 && longest <= PROBE_BUCKETS,
+            "mean {mean}, longest {longest}"
+        );
     }
 
     /// The documented figures: about 21.6 bytes per key at a million keys
