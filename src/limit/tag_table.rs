@@ -724,10 +724,16 @@ impl<S> TagTable<S> {
                 }
                 Probe::Free(at) => {
                     // The table is full: an idle key further along the
-                    // window makes way in place.
+                    // window makes way in place, if the region can have one
+                    // (a table full of active keys refuses in O(1)).
                     let passed = (at.0 + self.region_buckets - home) % self.region_buckets;
                     let rest = window - passed - 1;
-                    if let Probe::Idle(idle) = self.probe(start, self.next(at.0), rest, tag, now) {
+                    let further = if now >= state.idle_bound {
+                        self.probe(start, self.next(at.0), rest, tag, now)
+                    } else {
+                        Probe::Active { earliest: u64::MAX }
+                    };
+                    if let Probe::Idle(idle) = further {
                         if self.remove_if_idle(start, idle.0, idle.1, now).is_err() {
                             continue;
                         }
