@@ -1,6 +1,6 @@
 //! The key table behind keyed GCRA: a check of a tracked key takes no lock.
 //!
-//! A keyed check used to take its shard's read lock (`table.rs`): two atomic
+//! A keyed check used to take its shard's read lock (`store/entries.rs`): two atomic
 //! read-modify-writes (acquire, release) per check, on a cache line every
 //! core checking that shard writes. They cost more than the GCRA decision
 //! itself. GCRA's whole state is one word (the TAT), so the key table can be
@@ -68,7 +68,7 @@
 //!   keys (on a cache line of its own, touched only by inserts and
 //!   removals) keeps the table at `max_keys`. A region has at least
 //!   `share × 4/3` slots (`share = ⌈max_keys / regions⌉`), and, as shards
-//!   did in `table.rs`, at least `share + ⌈4√share⌉ + 4` when that is more
+//!   did in `store/entries.rs`, at least `share + ⌈4√share⌉ + 4` when that is more
 //!   (small shares): with at most `max_keys` active keys hashed at random, a
 //!   region's share exceeds that with probability below 2·10⁻⁵. A new key
 //!   is refused while the table has room only when its probe window is full
@@ -111,18 +111,20 @@
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicU64 as StdAtomicU64, Ordering as StdOrdering};
+use std::time::Duration;
 
 #[cfg(surgeguard_loom)]
-use loom::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use loom::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 #[cfg(not(surgeguard_loom))]
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use parking_lot::{Mutex, MutexGuard};
 
-use super::gcra::Admission;
-use super::keyed::MAX_SHARDS;
-use super::table::{slack, KeyStore, Outcome, TableTooLarge};
-use super::{Decision, GcraRule};
+use super::bound::Census;
+use super::{sealed, slack, KeyRule, KeyStore, Outcome, TableTooLarge, MAX_SHARDS};
+use crate::limit::gcra_rule::{Admission, GcraRule};
+use crate::limit::Decision;
 
 /// Slots per bucket: 8 tags and 8 TATs fill a 128-byte line pair.
 const SLOTS: usize = 8;
@@ -212,19 +214,6 @@ struct RegionState {
     cursor: usize,
     /// No key of the region is idle before this.
     idle_bound: u64,
-}
-
-/// What inserts and removals share, on cache lines of their own: checks of
-/// tracked keys never touch it.
-#[repr(align(128))]
-struct Census {
-    /// Places taken: keys tracked, plus places held for a key on its way in.
-    /// Never above `max_keys`.
-    taken: AtomicUsize,
-    /// No tracked key, in any region, is idle before this: lowered by each
-    /// insert and refund, raised only by a scan of every region that found
-    /// none idle.
-    no_idle_before: AtomicU64,
 }
 
 /// At most `max_keys` GCRA states in fixed memory, identified by 64-bit tags.
@@ -397,10 +386,7 @@ impl<S> TagTable<S> {
             hasher,
             rule,
             max_keys,
-            census: Census {
-                taken: AtomicUsize::new(0),
-                no_idle_before: AtomicU64::new(0),
-            },
+            census: Census::new(max_keys),
         })
     }
 
@@ -435,7 +421,7 @@ impl<S> TagTable<S> {
     }
 
     /// Slots in each region.
-    #[cfg(test)]
+    #[cfg(all(test, not(surgeguard_loom)))]
     fn region_slots(&self) -> usize {
         self.region_buckets * SLOTS
     }
@@ -591,77 +577,20 @@ impl<S> TagTable<S> {
         freed
     }
 
-    /// Takes one place in the table-wide count; false if it is full.
-    #[inline]
-    fn take_place(&self) -> bool {
-        self.census
-            .taken
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |taken| {
-                (taken < self.max_keys).then_some(taken + 1)
-            })
-            .is_ok()
-    }
-
-    /// Gives `places` back to the table-wide count.
-    #[inline]
-    fn give_places(&self, places: usize) {
-        if places > 0 {
-            self.census.taken.fetch_sub(places, Ordering::Relaxed);
-        }
-    }
-
-    /// Keeps the table's lower bound of idle times at or below `idle_at`.
-    #[inline]
-    fn lower_idle_bound(&self, idle_at: u64) {
-        if idle_at < self.census.no_idle_before.load(Ordering::Relaxed) {
-            self.census
-                .no_idle_before
-                .fetch_min(idle_at, Ordering::Relaxed);
-        }
-    }
-
     fn lock(&self, region: usize) -> MutexGuard<'_, RegionState> {
         self.regions[region].state.lock()
     }
 
-    /// The table is full and region `own` has room but no idle key: frees
-    /// idle keys of the other regions, keeping one place for the caller
-    /// (`Ok`). One region's lock at a time, so it cannot deadlock. Unless
-    /// the clock has passed the table's lower bound of idle times this is
-    /// O(1); a scan of every region that finds none idle raises the bound
-    /// to the earliest idle time it saw. `Err`: the earliest time a key
-    /// could go idle.
+    /// The table is full and region `own` has room but no idle key: the
+    /// census sweeps the other regions (see [`Census::reclaim_elsewhere`]).
     #[cold]
     fn reclaim_elsewhere(&self, own: usize, now: u64) -> Result<(), u64> {
-        let bound = self.census.no_idle_before.load(Ordering::Relaxed);
-        if now < bound {
-            return Err(bound);
-        }
-        let count = self.regions.len();
-        let mut earliest = u64::MAX;
-        // The own region last: it was swept just now.
-        for offset in 1..=count {
-            let region = (own + offset) % count;
-            let mut state = self.lock(region);
-            let freed = self.sweep(region, &mut state, now, false);
-            if freed > 0 {
-                self.give_places(freed - 1);
-                return Ok(());
-            }
-            earliest = earliest.min(state.idle_bound);
-        }
-        // Unless an insert or refund lowered the bound meanwhile. (One that
-        // found it already low enough, and so did not write it, can be
-        // missed: its key then waits for this scan's bound, later by at most
-        // the rule's longest idle time.)
-        let _ = self.census.no_idle_before.compare_exchange(
-            bound,
-            earliest,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
-        // No key at all: keys were forgotten meanwhile, so retry now.
-        Err(if earliest == u64::MAX { now } else { earliest })
+        self.census
+            .reclaim_elsewhere(own, self.regions.len(), now, |region| {
+                let mut state = self.lock(region);
+                let freed = self.sweep(region, &mut state, now, false);
+                (freed, state.idle_bound)
+            })
     }
 
     /// Decides `cost` for the key tagged `tag` under its region's lock: a
@@ -694,7 +623,7 @@ impl<S> TagTable<S> {
                 if let Some(decision) =
                     decide_in_slot(&self.rule, tag_cell, tat_cell, tag, now, cost)
                 {
-                    self.give_places(usize::from(held));
+                    self.census.give_places(usize::from(held));
                     return Outcome::Decided(decision);
                 }
             }
@@ -705,7 +634,7 @@ impl<S> TagTable<S> {
                 // Only looking (a key never seen has a full bucket), or
                 // nothing to remember.
                 _ => {
-                    self.give_places(usize::from(held));
+                    self.census.give_places(usize::from(held));
                     return Outcome::Decided(decision);
                 }
             };
@@ -715,10 +644,10 @@ impl<S> TagTable<S> {
                         // A check charged it since the probe: look again.
                         continue;
                     }
-                    self.give_places(usize::from(held));
+                    self.census.give_places(usize::from(held));
                     at
                 }
-                Probe::Free(at) if held || self.take_place() => {
+                Probe::Free(at) if held || self.census.take_place() => {
                     state.len += 1;
                     at
                 }
@@ -755,13 +684,13 @@ impl<S> TagTable<S> {
                         // The new key takes one of the places freed (its
                         // slot is still free: a sweep only frees); the
                         // others go back.
-                        self.give_places(freed - 1);
+                        self.census.give_places(freed - 1);
                         state.len += 1;
                         at
                     }
                 }
                 Probe::Active { earliest } => {
-                    self.give_places(usize::from(held));
+                    self.census.give_places(usize::from(held));
                     return Outcome::Full {
                         next_idle: earliest,
                     };
@@ -769,7 +698,7 @@ impl<S> TagTable<S> {
             };
             self.fill(start, home, at, tag, tat);
             state.idle_bound = state.idle_bound.min(tat);
-            self.lower_idle_bound(tat);
+            self.census.lower_idle_bound(tat);
             return Outcome::Decided(decision);
         }
     }
@@ -853,7 +782,7 @@ impl<K, S> KeyStore<K, S> for TagTable<S> {
             }
         };
         state.idle_bound = state.idle_bound.min(refunded);
-        self.lower_idle_bound(refunded);
+        self.census.lower_idle_bound(refunded);
         true
     }
 
@@ -873,7 +802,7 @@ impl<K, S> KeyStore<K, S> for TagTable<S> {
             .map(|region| {
                 let mut state = self.lock(region);
                 let freed = self.sweep(region, &mut state, now, true);
-                self.give_places(freed);
+                self.census.give_places(freed);
                 freed
             })
             .sum()
@@ -889,6 +818,58 @@ impl<K, S> KeyStore<K, S> for TagTable<S> {
 
     fn shard_count(&self) -> usize {
         self.regions.len()
+    }
+}
+
+impl sealed::Sealed for GcraRule {}
+
+// GCRA's state is one word: the store names the rule it serves, so that the
+// arrows go from the store to the rule and not back.
+
+impl KeyRule for GcraRule {
+    /// The TAT in nanoseconds; 0 is "full since the clock's origin". (The
+    /// tag table keeps TATs in its own words; this is the state of the
+    /// overflow bucket, and of the locked table in its unit tests.)
+    type State = StdAtomicU64;
+
+    /// GCRA's state is one word: the lock-free tag table.
+    type Store<K, S> = TagTable<S>;
+
+    fn fresh_state(&self) -> StdAtomicU64 {
+        StdAtomicU64::new(0)
+    }
+
+    fn max_cost(&self) -> u32 {
+        self.burst
+    }
+
+    #[inline]
+    fn decide(&self, tat: &mut StdAtomicU64, now: u64, cost: u32) -> Decision {
+        let tat = tat.get_mut();
+        let (decision, new_tat) = GcraRule::decide(self, *tat, now, cost);
+        if let Some(new_tat) = new_tat {
+            *tat = new_tat;
+        }
+        decision
+    }
+
+    fn refund(&self, tat: &mut StdAtomicU64, _now: u64, cost: u32) {
+        let tat = tat.get_mut();
+        *tat = self.refunded(*tat, cost);
+    }
+
+    /// Read where no check can update it (the overflow bucket's mutex).
+    #[inline]
+    fn idle_at(&self, tat: &StdAtomicU64) -> u64 {
+        tat.load(StdOrdering::Relaxed)
+    }
+
+    fn limit(&self) -> u32 {
+        self.announced_limit
+    }
+
+    fn policy_window(&self) -> Duration {
+        self.policy_window
     }
 }
 
@@ -1271,7 +1252,7 @@ mod tests {
             let tracked = tracked(&table);
             prop_assert!(tracked <= max_keys);
             prop_assert_eq!(tracked, slots_in_use(&table));
-            prop_assert_eq!(table.census.taken.load(Ordering::Relaxed), tracked);
+            prop_assert_eq!(table.census.taken(), tracked);
             coverage.removed += before.saturating_sub(tracked);
             before = tracked;
             coverage.spilled += usize::from(
@@ -1284,7 +1265,7 @@ mod tests {
         }
         KeyStore::<u64, _>::reclaim_all_idle(&table, u64::MAX - 1);
         prop_assert_eq!(tracked(&table), 0);
-        prop_assert_eq!(table.census.taken.load(Ordering::Relaxed), 0);
+        prop_assert_eq!(table.census.taken(), 0);
         prop_assert!(table.spills.iter().all(|s| s.load(Ordering::Relaxed) == 0));
         Ok(())
     }
@@ -1450,7 +1431,7 @@ mod tests {
         let tracked = tracked(&table);
         assert!(tracked <= MAX_KEYS);
         assert_eq!(tracked, slots_in_use(&table));
-        assert_eq!(table.census.taken.load(Ordering::Relaxed), tracked);
+        assert_eq!(table.census.taken(), tracked);
         KeyStore::<u64, _>::reclaim_all_idle(&table, u64::MAX - 1);
         assert_eq!(slots_in_use(&table), 0);
         assert!(table.spills.iter().all(|s| s.load(Ordering::Relaxed) == 0));
