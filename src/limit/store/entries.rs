@@ -25,7 +25,7 @@
 //!   (what dashmap, and so governor, uses) down to 16 keys per shard. Keys
 //!   hash unevenly, and the smaller a shard's share `m = max_keys / shards`
 //!   the more so (a shard's count strays from `m` by about `√m`). Shards
-//!   with a share of [`EXACT_SHARE_KEYS`] (256) or more hold exactly their
+//!   with a share of [`EXACT_SHARE_KEYS`](super::EXACT_SHARE_KEYS) (256) or more hold exactly their
 //!   share, as before (`√m ≤ m / 16`; a new key is refused room when *its*
 //!   shard is full of active keys, so a large table wants some headroom).
 //!   A smaller share gets slack: the shard may hold up to its *cap*, at
@@ -50,7 +50,7 @@
 //!   refused only by a full shard or a table full of active keys (give or
 //!   take a narrow race, described at `reclaim_elsewhere`).
 //! * **Memory stays O(`max_keys`).** Exact shares cost what they did:
-//!   about 23 bytes per key ([`Keyed::allocated_bytes`](super::Keyed::allocated_bytes)
+//!   about 23 bytes per key ([`Keyed::allocated_bytes`](crate::limit::Keyed::allocated_bytes)
 //!   22.4 to 22.7 at 1,562 to 3,072 keys a shard). A shard with slack
 //!   allocates its table for `share + ⌈4√m⌉ + 4` keys plus an eighth, as an
 //!   exact share allocates for its share: at most 2.25 times as many keys
@@ -69,11 +69,18 @@
 //!   the shard from where the last sweep stopped, removing every idle key it
 //!   passes, until it has freed one (and looked at 64 buckets, so one sweep
 //!   frees a handful) or gone round once.
+//! * **Idle keys give their memory back before the table is full.** An
+//!   exact window's idle key still holds its whole log (`limit`
+//!   timestamps), so waiting for pressure to forget it would keep the table
+//!   at its largest. Each insert also moves a hand over the next 4 buckets
+//!   of its shard (the sweep's cursor), forgetting the idle keys there: a
+//!   bounded cost per new key, and an idle key is gone once as many new
+//!   keys as a quarter of the shard's buckets have come after it.
 //! * **No sweep when none can succeed.** The shard keeps a lower bound of
 //!   its keys' idle times (exact after a full round, lowered by each insert
 //!   and refund; checks only raise idle times). Until
 //!   the clock passes it, a new key at a full shard meets the
-//!   [`WhenFull`](super::WhenFull) policy at once, O(1). A full round is at
+//!   [`WhenFull`](crate::limit::WhenFull) policy at once, O(1). A full round is at
 //!   most 4,096 buckets, and happens at most once per time the bound is
 //!   passed.
 //! * **Tombstones.** hashbrown marks some removed buckets as deleted rather
@@ -115,6 +122,9 @@ const SHARDS_PER_CORE: usize = 4;
 /// room; at 16 keys the slack is 20 keys, and a table of such shares takes
 /// at most 95 bytes per key of `max_keys` (`u64` keys, one-word state).
 const MIN_SHARD_KEYS: usize = 16;
+
+/// Buckets the hand examines on each insert (see `Shard::hand_step`).
+const HAND_STEP_BUCKETS: usize = 4;
 
 /// Buckets a sweep examines after freeing its first key, so that one sweep
 /// frees several keys for the new keys that follow.
@@ -285,6 +295,8 @@ where
             if idle_at > now {
                 shard.insert(hash, key.clone(), state, idle_at, &self.hasher);
                 self.lower_idle_bound(idle_at);
+                let freed = shard.hand_step(now, &self.rule);
+                self.give_room(freed);
             } else {
                 self.give_room(1);
             }
@@ -486,6 +498,31 @@ pub(crate) fn default_shards(max_keys: usize) -> usize {
 }
 
 impl<K, State> Shard<K, State> {
+    /// One step of the hand that gives idle keys' memory back before the
+    /// table is under pressure: removes the idle keys in the
+    /// [`HAND_STEP_BUCKETS`] buckets from the cursor on (an exact window's
+    /// idle key holds a whole log). Taken on each insert, so it costs a
+    /// bounded amount per new key and goes round a shard once per
+    /// `buckets / HAND_STEP_BUCKETS` new keys. Returns how many it freed.
+    fn hand_step<R: KeyRule<State = State>>(&mut self, now: u64, rule: &R) -> usize {
+        if now < self.idle_bound {
+            return 0;
+        }
+        let buckets = self.table.num_buckets();
+        let mut freed = 0;
+        for _ in 0..HAND_STEP_BUCKETS.min(buckets) {
+            let index = self.cursor;
+            self.cursor = (self.cursor + 1) & (buckets - 1);
+            if let Ok(entry) = self.table.get_bucket_entry(index) {
+                if rule.idle_at(&entry.get().state) <= now {
+                    entry.remove();
+                    freed += 1;
+                }
+            }
+        }
+        freed
+    }
+
     /// Sweeps for idle keys from the cursor; returns how many it freed.
     fn reclaim_idle<R: KeyRule<State = State>>(&mut self, now: u64, rule: &R) -> usize {
         if now < self.idle_bound {

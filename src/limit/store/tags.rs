@@ -30,7 +30,7 @@
 //!   per key of `max_keys` with everything counted (21.57 at 1,000,000 keys;
 //!   the table for `u64` keys took about 23 before, more for wider keys).
 //! * **Regions.** The buckets are split into contiguous *regions*
-//!   ([`KeyedBuilder::shards`](super::KeyedBuilder::shards) sets how many),
+//!   ([`KeyedBuilder::shards`](crate::limit::KeyedBuilder::shards) sets how many),
 //!   each with a mutex taken only to insert a key, forget idle ones, or
 //!   refund: never by a check of a tracked key. A key's region comes from
 //!   its tag's high 32 bits, its home bucket from the low 32; it lives in its
