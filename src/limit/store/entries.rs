@@ -365,6 +365,13 @@ impl<K, R: KeyRule, S> Table<K, R, S> {
         }
     }
 
+    /// Places the table-wide count holds taken (`None`: exact shares, no
+    /// table-wide count).
+    #[cfg(test)]
+    pub(crate) fn places_taken(&self) -> Option<usize> {
+        self.room.as_ref().map(|room| room.taken())
+    }
+
     pub(crate) fn tracked_keys(&self) -> usize {
         self.shards
             .iter()

@@ -187,3 +187,105 @@ pub(crate) fn slack(share: usize) -> usize {
     let root = square.isqrt();
     root + usize::from(root * root < square) + 4
 }
+
+/// Both storages' bound-keeping under one random operation sequence.
+#[cfg(all(test, not(surgeguard_loom)))]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::limit::gcra_rule::GcraRule;
+    use crate::limit::Quota;
+
+    /// A check as `Keyed` runs it: the hot part, then the locked one.
+    fn check<T: KeyStore<u64, ahash::RandomState>>(
+        store: &T,
+        key: u64,
+        now: u64,
+        cost: u32,
+    ) -> Outcome {
+        match store.check_tracked(&key, now, cost) {
+            Ok(decision) => Outcome::Decided(decision),
+            Err(hash) => store.check_exclusive(hash, &key, now, cost),
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Check { key: u64, cost: u32 },
+        Refund { key: u64, cost: u32 },
+        ReclaimAll,
+    }
+
+    fn op() -> impl Strategy<Value = (u64, Op)> {
+        let op = prop_oneof![
+            8 => (0u64..60, 0u32..4).prop_map(|(key, cost)| Op::Check { key, cost }),
+            1 => (0u64..60, 1u32..4).prop_map(|(key, cost)| Op::Refund { key, cost }),
+            1 => Just(Op::ReclaimAll),
+        ];
+        // Mostly short steps, so that tables fill with active keys; now and
+        // then one long enough for every key to go idle.
+        let step = prop_oneof![8 => 0u64..200_000, 1 => 0u64..5_000_000];
+        (step, op)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// The same operations against the tag store and the entry store,
+        /// with the same rule: neither ever tracks more than `max_keys`, each
+        /// one's count of places equals the keys it holds, and (every shard
+        /// and region of tables this small can hold the whole table, so only
+        /// `max_keys` limits them) they decide alike, refusals included.
+        #[test]
+        fn both_storages_keep_the_same_bound(
+            max_keys in 1usize..=40,
+            parts in 1usize..=3,
+            burst in 1u32..4,
+            seed in any::<u64>(),
+            ops in proptest::collection::vec(op(), 1..300),
+        ) {
+            let parts = parts.min(max_keys);
+            let rule = GcraRule::new(Quota::per_second(1_000).unwrap().burst(burst).unwrap());
+            let hasher = || ahash::RandomState::with_seeds(seed, 2, 3, 4);
+            let tags = tags::TagTable::new(rule, max_keys, Some(parts), hasher()).unwrap();
+            let entries = entries::Table::<u64, GcraRule, _>::new(rule, max_keys, parts, hasher())
+                .unwrap();
+            let mut now = 0;
+            for (step, op) in ops {
+                now += step;
+                match op {
+                    Op::Check { key, cost } => {
+                        let cost = cost.min(burst);
+                        match (check(&tags, key, now, cost), check(&entries, key, now, cost)) {
+                            (Outcome::Decided(a), Outcome::Decided(b)) => prop_assert_eq!(a, b),
+                            (Outcome::Full { .. }, Outcome::Full { .. }) => {}
+                            (a, b) => prop_assert!(false, "key {}: tags {:?}, entries {:?}", key, a, b),
+                        }
+                    }
+                    Op::Refund { key, cost } => {
+                        let cost = cost.min(burst);
+                        let a = KeyStore::<u64, _>::refund(&tags, &key, now, cost);
+                        let b = KeyStore::<u64, _>::refund(&entries, &key, now, cost);
+                        // A key one store forgot idle may be tracked by the
+                        // other; a refund to an idle key changes nothing.
+                        let _ = (a, b);
+                    }
+                    Op::ReclaimAll => {
+                        KeyStore::<u64, _>::reclaim_all_idle(&tags, now);
+                        KeyStore::<u64, _>::reclaim_all_idle(&entries, now);
+                    }
+                }
+                let (in_tags, in_entries) = (
+                    KeyStore::<u64, _>::tracked_keys(&tags),
+                    KeyStore::<u64, _>::tracked_keys(&entries),
+                );
+                prop_assert!(in_tags <= max_keys && in_entries <= max_keys);
+                prop_assert_eq!(tags.places_taken(), in_tags);
+                if let Some(taken) = entries.places_taken() {
+                    prop_assert_eq!(taken, in_entries);
+                }
+            }
+        }
+    }
+}

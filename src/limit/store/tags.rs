@@ -420,6 +420,12 @@ impl<S> TagTable<S> {
         }
     }
 
+    /// Places the table-wide count holds taken.
+    #[cfg(all(test, not(surgeguard_loom)))]
+    pub(crate) fn places_taken(&self) -> usize {
+        self.census.taken()
+    }
+
     /// Slots in each region.
     #[cfg(all(test, not(surgeguard_loom)))]
     fn region_slots(&self) -> usize {
