@@ -78,12 +78,15 @@
 //!   probing at that load put it far below one insert in a million).
 //!   Otherwise a new key is refused only when the table holds `max_keys`
 //!   active keys.
-//! * **An idle key is as good as a free slot.** A new key takes the first
-//!   slot of its window, from its home on, that is free or holds an idle
-//!   key, and overwrites an idle key in place (the key in the slot is
-//!   removed as a sweep removes it, so the check-against-removal protocol
-//!   above holds). So a flood of keys that go idle at once (an allowing
-//!   quota) costs each new key one window probe, usually one bucket, and
+//! * **An idle key is as good as a free slot.** While the table has room
+//!   a new key takes the first free slot of its window (an idle key stays
+//!   tracked meanwhile: if its client comes back, its check finds it without
+//!   a lock). Once the table is at `max_keys`, or the window has no free
+//!   slot, the new key overwrites the first idle key of its window in place
+//!   (the key in the slot is removed as a sweep removes it, so the
+//!   check-against-removal protocol above holds). So a flood of keys that go
+//!   idle at once (an allowing quota) costs each new key one window probe,
+//!   usually one bucket, and
 //!   keeps every key near its home. A first version filled only free slots
 //!   and freed them with a sweep from a cursor: the slots just swept were
 //!   empty and those ahead of the cursor nearly full, so once the table was
@@ -345,16 +348,6 @@ fn fill_slot(tag_cell: &AtomicU64, tat_cell: &AtomicU64, tag: u64, tat: u64) {
     tag_cell.store(tag, Ordering::Release);
 }
 
-/// Where a new key can go in its probe window: a slot (bucket offset in
-/// its region, slot) whose key is idle or that is free, or nowhere: every
-/// slot holds an active key, the first of which goes idle at `earliest`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Probe {
-    Idle((usize, usize)),
-    Free((usize, usize)),
-    Active { earliest: u64 },
-}
-
 impl<S> TagTable<S> {
     /// `regions`: between 1 and `max_keys` (the builder checks); `None` for
     /// the default.
@@ -473,37 +466,49 @@ impl<S> TagTable<S> {
         self.region_buckets.min(PROBE_BUCKETS)
     }
 
-    /// Under the region's lock: where in the probe window of a key whose
-    /// home is `home` a new key can go, looking at the `buckets` from
-    /// `first` on. The first bucket with a slot that holds an idle key or
-    /// none: an idle key is as good as no key (forgetting it changes no
-    /// decision), so its slot is reused in place, and keys stay near their
-    /// homes whatever the table went through. Slots from the key's preferred
-    /// one on, an idle slot before a free one (reusing it takes no place).
-    fn probe(&self, start: usize, first: usize, buckets: usize, tag: u64, now: u64) -> Probe {
-        let mut offset = first;
-        let mut earliest = u64::MAX;
-        for _ in 0..buckets {
+    /// Under the region's lock: the first free slot in the probe window of
+    /// a key whose home is `home` (bucket offset in the region, slot), from
+    /// its home on, the key's preferred slot first in each bucket.
+    fn free_slot(&self, start: usize, home: usize, tag: u64) -> Option<(usize, usize)> {
+        let mut offset = home;
+        for _ in 0..self.window() {
             let bucket = &self.buckets[start + offset];
-            let mut free = None;
-            for slot in (0..SLOTS).map(|n| (preferred_slot(tag) + n) % SLOTS) {
+            let free = (0..SLOTS)
+                .map(|n| (preferred_slot(tag) + n) % SLOTS)
+                .find(|&slot| bucket.tags[slot].load(Ordering::Relaxed) == EMPTY);
+            if let Some(slot) = free {
+                return Some((offset, slot));
+            }
+            offset = self.next(offset);
+        }
+        None
+    }
+
+    /// Under the region's lock: the first slot in the probe window of a key
+    /// whose home is `home` that holds an idle key (an idle key is as good
+    /// as no key: forgetting it changes no decision), from its home on, so
+    /// that the new key can take its place and keys stay near their homes
+    /// whatever the table went through; `Err`: none, and the earliest time
+    /// one of the window's keys goes idle.
+    fn idle_slot(&self, start: usize, home: usize, now: u64) -> Result<(usize, usize), u64> {
+        let mut offset = home;
+        let mut earliest = u64::MAX;
+        for _ in 0..self.window() {
+            let bucket = &self.buckets[start + offset];
+            for slot in 0..SLOTS {
                 if bucket.tags[slot].load(Ordering::Relaxed) == EMPTY {
-                    free = free.or(Some(slot));
                     continue;
                 }
                 // Under the lock no removal runs, so this is never `LOCKED`.
                 let tat = bucket.tats[slot].load(Ordering::Acquire);
                 if tat <= now {
-                    return Probe::Idle((offset, slot));
+                    return Ok((offset, slot));
                 }
                 earliest = earliest.min(tat);
             }
-            if let Some(slot) = free {
-                return Probe::Free((offset, slot));
-            }
             offset = self.next(offset);
         }
-        Probe::Active { earliest }
+        Err(earliest)
     }
 
     /// Under the region's lock: gives the free slot `slot` of bucket
@@ -603,17 +608,16 @@ impl<S> TagTable<S> {
     /// key the lock-free path did not find (new, or being inserted or
     /// removed), inserting it if it is new and there is room.
     ///
-    /// A new key goes into its probe window (see [`probe`](Self::probe)):
-    /// over an idle key, which costs nothing more; or into a free slot,
-    /// which needs a place in the table-wide count, made if need be by
-    /// forgetting an idle key further along the window, then by a sweep of
-    /// the region, then of the others. A window full of active keys, or a
-    /// table with no idle key, refuses it.
+    /// A new key goes into the first free slot of its probe window while
+    /// the table-wide count has a place for it; otherwise over the first
+    /// idle key of its window, in place (see [`idle_slot`](Self::idle_slot));
+    /// otherwise, with a free slot but no place, a sweep of the region, then
+    /// of the others, makes one. A window full of active keys, or a table
+    /// with no idle key, refuses it.
     fn decide_exclusive(&self, tag: u64, now: u64, cost: u32) -> Outcome {
         let region = self.region_of(tag);
         let start = region * self.region_buckets;
         let home = self.home_of(tag);
-        let window = self.window();
         // A place freed in another region and held for this key: at most
         // one trip to the other regions, so at most two rounds (and one
         // more for each idle key a check charged just before it was reused).
@@ -644,62 +648,60 @@ impl<S> TagTable<S> {
                     return Outcome::Decided(decision);
                 }
             };
-            let at = match self.probe(start, home, window, tag, now) {
-                Probe::Idle(at) => {
-                    if self.remove_if_idle(start, at.0, at.1, now).is_err() {
-                        // A check charged it since the probe: look again.
-                        continue;
-                    }
-                    self.census.give_places(usize::from(held));
-                    at
-                }
-                Probe::Free(at) if held || self.census.take_place() => {
+            let free = self.free_slot(start, home, tag);
+            let at = match free {
+                Some(at) if held || self.census.take_place() => {
                     state.len += 1;
                     at
                 }
-                Probe::Free(at) => {
-                    // The table is full: an idle key further along the
-                    // window makes way in place, if the region can have one
-                    // (a table full of active keys refuses in O(1)).
-                    let passed = (at.0 + self.region_buckets - home) % self.region_buckets;
-                    let rest = window - passed - 1;
-                    let further = if now >= state.idle_bound {
-                        self.probe(start, self.next(at.0), rest, tag, now)
+                _ => {
+                    // No free slot in the window, or no place in the table
+                    // for one: an idle key in the window makes way in place,
+                    // if the region can have one (so a table full of active
+                    // keys refuses in O(1)).
+                    let idle = if now >= state.idle_bound {
+                        self.idle_slot(start, home, now)
                     } else {
-                        Probe::Active { earliest: u64::MAX }
+                        Err(state.idle_bound)
                     };
-                    if let Probe::Idle(idle) = further {
-                        if self.remove_if_idle(start, idle.0, idle.1, now).is_err() {
-                            continue;
-                        }
-                        idle
-                    } else {
-                        let freed = self.sweep(region, &mut state, now, false);
-                        if freed == 0 {
-                            // No idle key in this region: look elsewhere,
-                            // holding no lock meanwhile.
-                            drop(state);
-                            match self.reclaim_elsewhere(region, now) {
-                                Ok(()) => {
-                                    held = true;
-                                    continue;
-                                }
-                                Err(next_idle) => return Outcome::Full { next_idle },
+                    match (idle, free) {
+                        (Ok(idle), _) => {
+                            if self.remove_if_idle(start, idle.0, idle.1, now).is_err() {
+                                // A check charged it since: look again.
+                                continue;
                             }
+                            self.census.give_places(usize::from(held));
+                            idle
                         }
-                        // The new key takes one of the places freed (its
-                        // slot is still free: a sweep only frees); the
-                        // others go back.
-                        self.census.give_places(freed - 1);
-                        state.len += 1;
-                        at
+                        (Err(earliest), None) => {
+                            // The window is full of active keys.
+                            self.census.give_places(usize::from(held));
+                            return Outcome::Full {
+                                next_idle: earliest,
+                            };
+                        }
+                        (Err(_), Some(at)) => {
+                            let freed = self.sweep(region, &mut state, now, false);
+                            if freed == 0 {
+                                // No idle key in this region: look elsewhere,
+                                // holding no lock meanwhile.
+                                drop(state);
+                                match self.reclaim_elsewhere(region, now) {
+                                    Ok(()) => {
+                                        held = true;
+                                        continue;
+                                    }
+                                    Err(next_idle) => return Outcome::Full { next_idle },
+                                }
+                            }
+                            // The new key takes one of the places freed (its
+                            // slot is still free: a sweep only frees); the
+                            // others go back.
+                            self.census.give_places(freed - 1);
+                            state.len += 1;
+                            at
+                        }
                     }
-                }
-                Probe::Active { earliest } => {
-                    self.census.give_places(usize::from(held));
-                    return Outcome::Full {
-                        next_idle: earliest,
-                    };
                 }
             };
             self.fill(start, home, at, tag, tat);
@@ -1037,6 +1039,28 @@ mod tests {
             fit.len()
         );
         assert!(table.spills.iter().all(|s| s.load(Ordering::Relaxed) == 0));
+    }
+
+    /// While the table has room a new key takes a free slot, even next to
+    /// an idle key of its bucket: the idle key stays tracked, so that its
+    /// client's next check is found without the lock. Once the table is
+    /// full, the next new key takes the idle key's place instead.
+    #[test]
+    fn idle_keys_stay_while_the_table_has_room() {
+        let table = identity_table(Quota::per_second(1_000).unwrap(), 3, 1);
+        let [idle, second, third] = [0, 1, 2].map(|n| key_at(&table, 0, n));
+        assert!(allowed(&check(&table, idle, 0, 1)));
+        // At 2 ms the first key is idle (its TAT is 1 ms).
+        assert!(allowed(&check(&table, second, 2 * MS, 1)));
+        assert!(KeyStore::<u64, _>::check_tracked(&table, &idle, 2 * MS, 0).is_ok());
+        assert!(allowed(&check(&table, third, 2 * MS, 1)));
+        assert_eq!(tracked(&table), 3);
+        // Full: a fourth key overwrites the idle one, in place.
+        let fourth = key_at(&table, 0, 3);
+        assert!(allowed(&check(&table, fourth, 2 * MS, 1)));
+        assert_eq!(tracked(&table), 3);
+        assert!(table.find(table.tag_of(&idle)).is_none());
+        assert!(table.find(table.tag_of(&fourth)).is_some());
     }
 
     /// Buckets a lock-free lookup of `tag` reads: its home, then on while
