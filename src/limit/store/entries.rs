@@ -73,7 +73,8 @@
 //!   exact window's idle key still holds its whole log (`limit`
 //!   timestamps), so waiting for pressure to forget it would keep the table
 //!   at its largest. Each insert also moves a hand over the next 4 buckets
-//!   of its shard (the sweep's cursor), forgetting the idle keys there: a
+//!   of its shard (the sweep's cursor; the hand of Corbató's CLOCK page
+//!   replacement, 1968, with a fixed step), forgetting the idle keys there: a
 //!   bounded cost per new key, and an idle key is gone once as many new
 //!   keys as a quarter of the shard's buckets have come after it.
 //! * **No sweep when none can succeed.** The shard keeps a lower bound of
