@@ -14,6 +14,15 @@
 //! - `keyed_hot8/{1t,2t}`: the same, but every thread checks the same 8 keys
 //!   (a few clients, or one tenant's tokens, checked from every core) in a
 //!   table sized as for `keyed_1k` (`max_keys` 1,250).
+//! - `flood_{allowing,hourly}_{random,sequential}/{1t,2t}`: a key flood,
+//!   every check a key never seen before (random: spread over the `u64`
+//!   range; sequential: 0, 1, 2, ...; two threads take disjoint keys), after
+//!   2,000,000 such keys offered before timing, so that surgeguard's tables
+//!   are full (of idle keys under `allowing`, a quota of one per nanosecond;
+//!   of active ones under `hourly`, one per hour) and stay full while the
+//!   flood goes on past 10M keys. governor keeps every key
+//!   (`retain_recent` never runs), surgeguard at most `max_keys`: 100,000
+//!   (`surgeguard_100k`) or 1,000,000 (`surgeguard_1m`).
 //!
 //! Limiters:
 //! - `governor`: `RateLimiter::direct` / `RateLimiter::keyed` (dashmap,
@@ -31,8 +40,9 @@
 //! second together). Threads start together at a barrier; a sample lasts
 //! from the first start to the last finish.
 //!
-//! Run: `cargo bench --bench limiter` (about 2 minutes with
-//! `-- --warm-up-time 1 --measurement-time 3`).
+//! Run: `cargo bench --bench limiter` (about 5 minutes with
+//! `-- --warm-up-time 1 --measurement-time 3`; the floods alone:
+//! `cargo bench --bench limiter -- flood`).
 //! Threads: `SURGEGUARD_BENCH_THREADS=1,4,8,16` (comma-separated; default `1,2`).
 
 use std::hint::black_box;
@@ -45,7 +55,10 @@ use surgeguard::limit::{Gcra, Quota};
 
 mod support;
 
-use support::limiters::{always_allowing, key_sequence, per_key, populate, two_per_hour, Limiter};
+use support::limiters::{
+    always_allowing, key_sequence, one_per_hour, per_key, populate, two_per_hour, Limiter,
+};
+use support::rng::mix64;
 use support::threads::thread_counts;
 use support::tsc_clock::TscClock;
 
@@ -193,5 +206,65 @@ fn bench_keyed(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_direct, bench_keyed);
+/// The `n`-th key of a flood.
+type KeyOrder = fn(u64) -> u64;
+
+/// Keys offered to a flooded limiter before timing: twice the larger
+/// `max_keys`, so that its table is full when timing starts.
+const FLOOD_PREFILL: u64 = 2_000_000;
+
+fn bench_flood(c: &mut Criterion) {
+    let quotas = [("allowing", always_allowing()), ("hourly", one_per_hour())];
+    let orders: [(&str, KeyOrder); 2] = [("random", mix64), ("sequential", |n| n)];
+    for (quota_name, (theirs, ours)) in quotas {
+        for (order_name, key_of) in orders {
+            for threads in thread_counts(&DEFAULT_THREAD_COUNTS) {
+                let surgeguard = |max_keys: usize| -> Box<dyn Limiter> {
+                    Box::new(
+                        Gcra::keyed(ours)
+                            .max_keys(max_keys)
+                            .clock(TscClock::new())
+                            .build()
+                            .expect("valid settings"),
+                    )
+                };
+                let limiters: Vec<(&str, Box<dyn Limiter>)> = vec![
+                    ("governor", Box::new(governor::RateLimiter::keyed(theirs))),
+                    ("surgeguard_100k", surgeguard(100_000)),
+                    ("surgeguard_1m", surgeguard(1_000_000)),
+                ];
+                let mut group =
+                    c.benchmark_group(format!("flood_{quota_name}_{order_name}/{threads}t"));
+                for (limiter_name, limiter) in &limiters {
+                    // Thread `t` offers keys t, t + threads, t + 2·threads, …
+                    // (through `key_of`): never one seen before.
+                    let next: Vec<std::sync::atomic::AtomicU64> = (0..threads as u64)
+                        .map(std::sync::atomic::AtomicU64::new)
+                        .collect();
+                    let work = |thread: usize, iters: u64| {
+                        let cursor = &next[thread];
+                        let mut n = cursor.load(std::sync::atomic::Ordering::Relaxed);
+                        for _ in 0..iters {
+                            black_box(limiter.allow(key_of(n)));
+                            n += threads as u64;
+                        }
+                        cursor.store(n, std::sync::atomic::Ordering::Relaxed);
+                    };
+                    work_all(threads, FLOOD_PREFILL / threads as u64, &work);
+                    group.bench_function(*limiter_name, |b| {
+                        b.iter_custom(|iters| timed(threads, iters, &work))
+                    });
+                }
+                group.finish();
+            }
+        }
+    }
+}
+
+/// Runs `work` on every thread's share, untimed.
+fn work_all(threads: usize, iters: u64, work: &(dyn Fn(usize, u64) + Sync)) {
+    timed(threads, iters, work);
+}
+
+criterion_group!(benches, bench_direct, bench_keyed, bench_flood);
 criterion_main!(benches);

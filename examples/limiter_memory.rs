@@ -7,14 +7,18 @@
 //!
 //! Each limiter runs in a fresh child process (this example re-executes
 //! itself with `--child NAME`), and reports the growth of its resident set
-//! (`/proc/self/statm`) after 1, 2, 5 and 10 million keys, with the keys it
-//! tracks at the end. The clock is real (each crate's default) and the quota
-//! 1,000 per second per key, so a key's bucket is full again 1 ms after its
-//! check: surgeguard reclaims such idle keys as new ones need room, governor
-//! keeps them all.
+//! (`/proc/self/statm`) after 1, 2, 5 and 10 million keys, the time per
+//! check in each stretch between those points (a bounded table should cost
+//! the same at 10M offered keys as at 1M), and the keys it tracks at the
+//! end. The clock is real (each crate's default) and the quota 1,000 per
+//! second per key, so a key's bucket is full again 1 ms after its check:
+//! surgeguard reclaims such idle keys as new ones need room, governor keeps
+//! them all. The `_hourly` rows use one per hour instead: every key stays
+//! active, so surgeguard's full table refuses new keys (`WhenFull`), and
+//! governor still keeps them all.
 //!
 //! Run: `cargo run --release --example limiter_memory` (Linux only: reads
-//! /proc; about 20 s).
+//! /proc; about a minute).
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv6Addr};
@@ -25,10 +29,13 @@ use surgeguard::limit::{Gcra, Quota};
 
 const FLOOD: u64 = 10_000_000;
 const CHECKPOINTS: [u64; 4] = [1_000_000, 2_000_000, 5_000_000, 10_000_000];
-const LIMITERS: [&str; 5] = [
+const LIMITERS: [&str; 8] = [
     "governor",
     "surgeguard_1m",
     "surgeguard_100k",
+    "governor_hourly",
+    "surgeguard_1m_hourly",
+    "surgeguard_100k_hourly",
     "governor_ip",
     "surgeguard_1m_ip",
 ];
@@ -61,15 +68,19 @@ fn address(key: u64) -> IpAddr {
     IpAddr::V6(Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(key)))
 }
 
-/// Floods `check` and prints one line per checkpoint (growth since
-/// `before`, read before the limiter was built), then the tracked keys.
+/// Floods `check` and prints two lines per checkpoint (growth since
+/// `before`, read before the limiter was built; nanoseconds per check since
+/// the last checkpoint), then the tracked keys.
 fn flood(before: u64, check: impl Fn(u64), tracked: impl Fn() -> usize) -> Result<(), String> {
     let mut next = 0;
     for checkpoint in CHECKPOINTS {
+        let (from, start) = (next, std::time::Instant::now());
         while next < checkpoint {
             check(key(next));
             next += 1;
         }
+        let nanos = start.elapsed().as_nanos() as f64 / (checkpoint - from) as f64;
+        println!("NS {checkpoint} {nanos:.0}");
         println!(
             "RSS {checkpoint} {}",
             resident_bytes()?.saturating_sub(before)
@@ -82,9 +93,21 @@ fn flood(before: u64, check: impl Fn(u64), tracked: impl Fn() -> usize) -> Resul
 fn child(name: &str) -> Result<(), String> {
     let before = resident_bytes()?;
     let count = NonZeroU32::new(1_000).ok_or("zero")?;
-    match name {
+    let hourly = name.ends_with("_hourly");
+    let quota = if hourly {
+        Quota::per_hour(1)
+    } else {
+        Quota::per_second(1_000)
+    }
+    .map_err(|e| e.to_string())?;
+    match name.trim_end_matches("_hourly") {
         "governor" => {
-            let limiter = governor::RateLimiter::keyed(governor::Quota::per_second(count));
+            let theirs = if hourly {
+                governor::Quota::per_hour(NonZeroU32::MIN)
+            } else {
+                governor::Quota::per_second(count)
+            };
+            let limiter = governor::RateLimiter::keyed(theirs);
             flood(
                 before,
                 |key| {
@@ -104,7 +127,6 @@ fn child(name: &str) -> Result<(), String> {
             )
         }
         "surgeguard_1m_ip" => {
-            let quota = Quota::per_second(1_000).map_err(|e| e.to_string())?;
             let limiter = Gcra::keyed(quota)
                 .max_keys(1_000_000)
                 .build()
@@ -118,12 +140,11 @@ fn child(name: &str) -> Result<(), String> {
             )
         }
         "surgeguard_1m" | "surgeguard_100k" => {
-            let max_keys = if name == "surgeguard_1m" {
+            let max_keys = if name.starts_with("surgeguard_1m") {
                 1_000_000
             } else {
                 100_000
             };
-            let quota = Quota::per_second(1_000).map_err(|e| e.to_string())?;
             let limiter = Gcra::keyed(quota)
                 .max_keys(max_keys)
                 .build()
@@ -140,8 +161,12 @@ fn child(name: &str) -> Result<(), String> {
     }
 }
 
-/// Runs one child; returns its RSS growth per checkpoint and tracked keys.
-fn run_child(name: &str) -> Result<(Vec<u64>, u64), String> {
+/// What one child reported: RSS growth and ns per check per checkpoint,
+/// and the keys tracked at the end.
+type ChildReport = (Vec<u64>, Vec<u64>, u64);
+
+/// Runs one child and reads its report.
+fn run_child(name: &str) -> Result<ChildReport, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
     let output = Command::new(exe)
         .args(["--child", name])
@@ -163,11 +188,12 @@ fn run_child(name: &str) -> Result<(Vec<u64>, u64), String> {
             .ok()
     };
     let growth: Vec<u64> = stdout.lines().filter_map(|l| field(l, "RSS ")).collect();
+    let nanos: Vec<u64> = stdout.lines().filter_map(|l| field(l, "NS ")).collect();
     let tracked = stdout
         .lines()
         .find_map(|l| field(l, "TRACKED "))
         .ok_or_else(|| format!("child for {name} reported no tracked keys"))?;
-    Ok((growth, tracked))
+    Ok((growth, nanos, tracked))
 }
 
 fn main() -> ExitCode {
@@ -184,13 +210,13 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "{FLOOD} distinct keys (u64, or IPv6 addresses for *_ip), one check each, 1,000/s per key; one fresh process per limiter"
+        "{FLOOD} distinct keys (u64, or IPv6 addresses for *_ip), one check each, 1,000/s per key (*_hourly: 1/hour); one fresh process per limiter"
     );
     println!();
-    println!("| limiter | RSS growth MiB after 1M / 2M / 5M / 10M keys | tracked keys | bytes per tracked key |");
-    println!("|---|---|---:|---:|");
+    println!("| limiter | RSS growth MiB after 1M / 2M / 5M / 10M keys | ns per check in 0-1M / 1-2M / 2-5M / 5-10M | tracked keys | bytes per tracked key |");
+    println!("|---|---|---|---:|---:|");
     for name in LIMITERS {
-        let (growth, tracked) = match run_child(name) {
+        let (growth, nanos, tracked) = match run_child(name) {
             Ok(result) => result,
             Err(message) => {
                 eprintln!("limiter_memory: {message}");
@@ -202,9 +228,11 @@ fn main() -> ExitCode {
             .map(|bytes| format!("{:.1}", *bytes as f64 / (1 << 20) as f64))
             .collect();
         let last = growth.last().copied().unwrap_or(0);
+        let nanos: Vec<String> = nanos.iter().map(u64::to_string).collect();
         println!(
-            "| {name} | {} | {tracked} | {:.1} |",
+            "| {name} | {} | {} | {tracked} | {:.1} |",
             mib.join(" / "),
+            nanos.join(" / "),
             last as f64 / tracked.max(1) as f64
         );
     }

@@ -283,7 +283,8 @@ fn public_types_are_send_and_sync() {
     assert_send_sync::<surgeguard::limit::KeyedGcra<String>>();
     assert_send_sync::<surgeguard::limit::SlidingWindow<std::net::IpAddr>>();
     assert_send_sync::<surgeguard::limit::ExactWindow<u64>>();
-    assert_send_sync::<surgeguard::limit::KeyedBuilder<u64, surgeguard::limit::GcraRule>>();
+    fn send_sync_value<T: Send + Sync>(_: &T) {}
+    send_sync_value(&Gcra::keyed::<u64>(Quota::per_second(1).unwrap()));
     assert_send_sync::<surgeguard::limit::AllOf<u64>>();
     assert_send_sync::<Decision>();
     assert_send_sync::<Quota>();

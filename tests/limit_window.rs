@@ -272,3 +272,30 @@ fn idle_windows_are_forgotten() {
     assert_eq!(approximate.tracked_keys(), 1);
     assert_eq!(exact.tracked_keys(), 1);
 }
+
+/// An exact window's idle key holds a whole log (`limit` timestamps). Idle
+/// keys give it back as new keys arrive, not only once the table is full:
+/// each insert moves a hand over a few buckets of its shard and forgets the
+/// idle keys there. 1,000 keys fill the table, go idle, and 600 new keys
+/// later none of them is left (the shard's 2,048 buckets are passed in 512
+/// inserts); before, the table stayed full of them, every new key taking
+/// the place of one old one.
+#[test]
+fn an_exact_windows_idle_keys_give_their_logs_back_as_new_keys_arrive() {
+    let clock = ManualClock::new();
+    let limiter = ExactWindow::<u64>::keyed(Quota::per_second(50).unwrap())
+        .max_keys(1_000)
+        .shards(1)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    for key in 0..1_000 {
+        assert!(limiter.check(&key).is_allowed());
+    }
+    assert_eq!(limiter.tracked_keys(), 1_000);
+    clock.advance(Duration::from_secs(2));
+    for key in 1_000..1_600 {
+        assert!(limiter.check(&key).is_allowed());
+    }
+    assert_eq!(limiter.tracked_keys(), 600);
+}

@@ -72,6 +72,13 @@ pub fn two_per_hour() -> (governor::Quota, Quota) {
     (theirs, ours)
 }
 
+/// One per hour: a key once checked stays active for an hour.
+pub fn one_per_hour() -> (governor::Quota, Quota) {
+    let theirs = governor::Quota::per_hour(nonzero(1));
+    let ours = Quota::per_hour(1).expect("a valid quota");
+    (theirs, ours)
+}
+
 /// The keyed cases' quota: 1,000 per second per key.
 pub fn per_key() -> (governor::Quota, Quota) {
     quotas(1_000, 1_000)

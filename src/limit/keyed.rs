@@ -1,30 +1,30 @@
 //! One limit per key (client address, API token, tenant), in bounded memory.
 //!
-//! [`Keyed`] runs a [`KeyRule`] per key in the key table the rule names
-//! ([`KeyRule::Store`]): at most [`KeyedBuilder::max_keys`] keys, idle keys
+//! [`Keyed`] runs a rule per key in the key store the rule names
+//! (`store/`): at most [`KeyedBuilder::max_keys`] keys, idle keys
 //! forgotten first (losslessly), and a [`WhenFull`] policy for a new key
 //! that finds its shard (region) full of active ones. Nothing is ever
 //! forgotten while it still limits a client.
 //!
 //! ```text
-//!   GCRA (tag_table.rs): state is one word, so no lock for a tracked key
+//!   GCRA (store/tags.rs): state is one word, so no lock for a tracked key
 //!   check(key) ── hash once = tag ──► home bucket (8 tags, 8 TATs)
 //!       no lock ────► found: read TAT, re-read tag, decide   (allowed: CAS on the TAT)
 //!       region lock ► not found (or slot changing): look again
-//!                 └─► new: room in region and table? insert
-//!                          full? sweep idle keys, own region first
-//!                          none idle? WhenFull
+//!                 └─► new: free or idle slot in its window? take it
+//!                          table full? sweep idle keys, own region first
+//!                          none idle, or window all active? WhenFull
 //!
-//!   windows (table.rs): state wider than a word
+//!   windows (store/entries.rs): state wider than a word
 //!   check(key) ── hash once ──► shard (Mutex)
 //!       lock ───────► found: rule.decide(state)
 //!                 └─► new: as above, per shard
 //! ```
 //!
 //! Why GCRA's table takes no lock, and what identifying keys by 64-bit tags
-//! costs: see `tag_table.rs`. Why the windows' table has many small shards,
+//! costs: see `store/tags.rs`. Why the windows' table has many small shards,
 //! and what the slack of a small shard costs and guarantees: see
-//! `table.rs`.
+//! `store/entries.rs`.
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
@@ -34,35 +34,13 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::decision::DecisionParts;
-use super::table::{KeyRule, KeyStore, Outcome, TARGET_SHARD_KEYS};
-use super::{CheckError, Decision, GcraRule, RateLimiter};
+use super::gcra_rule::GcraRule;
+use super::store::{KeyRule, KeyStore, Outcome, MAX_SHARDS};
+use super::{CheckError, Decision, RateLimiter};
 use crate::clock::{Clock, SystemClock};
-
-/// The most shards a keyed limiter may have.
-///
-/// ```
-/// use surgeguard::limit::{BuildError, Gcra, Quota, MAX_SHARDS};
-///
-/// let err = Gcra::keyed::<u64>(Quota::per_second(1)?).shards(MAX_SHARDS + 1).build();
-/// assert!(matches!(err, Err(BuildError::InvalidShards { .. })));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub const MAX_SHARDS: usize = 1 << 16;
 
 /// Keys tracked by default: about 2.2 MB under GCRA, whatever the key type.
 const DEFAULT_MAX_KEYS: usize = 100_000;
-
-/// Default shards per available core: enough that two threads rarely want
-/// the same shard's lock (or its reader count) at once; dashmap's default.
-const SHARDS_PER_CORE: usize = 4;
-
-/// The default never splits a window limiter's table (`table.rs`) so finely
-/// that a shard's share of `max_keys` is below this (GCRA's regions:
-/// `tag_table.rs`). Shares below 256 keys get slack (`table.rs`),
-/// so that keys hashing unevenly do not fill one shard while the table has
-/// room; at 16 keys the slack is 20 keys, and a table of such shares takes
-/// at most 95 bytes per key of `max_keys` (`u64` keys, one-word state).
-const MIN_SHARD_KEYS: usize = 16;
 
 /// A GCRA limiter per key.
 ///
@@ -165,9 +143,11 @@ pub enum BuildError {
     },
 }
 
-/// A limiter with one state per key, running `R` ([`GcraRule`],
-/// [`SlidingWindowRule`](super::SlidingWindowRule),
-/// [`ExactWindowRule`](super::ExactWindowRule)) on each. Memory is bounded
+/// A limiter with one state per key, running a rule `R` on each: GCRA
+/// ([`KeyedGcra`], from [`Gcra::keyed`](super::Gcra::keyed)), the
+/// approximate sliding window ([`SlidingWindow`](super::SlidingWindow)) or
+/// the exact one ([`ExactWindow`](super::ExactWindow)); the rule types are
+/// the crate's own and not nameable outside it. Memory is bounded
 /// by [`max_keys`](KeyedBuilder::max_keys):
 ///
 /// * The table is split into shards, each allocated once at build time for
@@ -291,8 +271,8 @@ where
     }
 
     /// Bytes the key tables and shards hold (allocated once, at build time).
-    /// Rules whose state owns memory ([`ExactWindowRule`](super::ExactWindowRule))
-    /// add that per key.
+    /// Rules whose state owns memory (the exact window's logs) add that per
+    /// key.
     ///
     /// ```
     /// # use surgeguard::limit::{Gcra, Quota};
@@ -624,14 +604,6 @@ where
             clock: self.clock,
         })
     }
-}
-
-/// The default shard count of the locked table (`table.rs`).
-pub(crate) fn default_shards(max_keys: usize) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let for_cores = (cores * SHARDS_PER_CORE).min(max_keys / MIN_SHARD_KEYS);
-    let for_sweeps = max_keys.div_ceil(TARGET_SHARD_KEYS);
-    for_cores.max(for_sweeps).clamp(1, MAX_SHARDS)
 }
 
 impl<K, R: fmt::Debug, S: fmt::Debug> fmt::Debug for KeyedBuilder<K, R, S> {

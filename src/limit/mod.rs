@@ -16,13 +16,15 @@
 //! * [`Gcra`]: the generic cell rate algorithm, equivalent to a token bucket
 //!   whose state is one timestamp, the *theoretical arrival time* (TAT). A
 //!   check is one compare-and-swap on an `AtomicU64`, no lock
-//!   (`gcra.rs`). An opt-in split into stripes trades a documented, bounded
+//!   (`gcra.rs`; the arithmetic it shares with the keyed store:
+//!   `gcra_rule.rs`). An opt-in split into stripes trades a documented, bounded
 //!   under-admission for no shared write between threads (`Gcra::direct` →
 //!   [`GcraBuilder::stripes`]).
 //! * [`KeyedGcra`], [`SlidingWindow`], [`ExactWindow`]: one limit per key
 //!   (client IP, API token) in a table that holds at most `max_keys` keys
-//!   whatever arrives (`keyed.rs`, `tag_table.rs`, `table.rs`); what happens
-//!   when it is full of active keys is a [`WhenFull`] policy. A keyed GCRA
+//!   whatever arrives (`keyed.rs`, over the key store in `store/`: its
+//!   module doc says why there are two storages); what happens when it is
+//!   full of active keys is a [`WhenFull`] policy. A keyed GCRA
 //!   checks a tracked key with no lock at all: plain loads to find it, and
 //!   the same compare-and-swap when it is allowed, so threads sharing keys do
 //!   not queue.
@@ -54,12 +56,12 @@ mod all_of;
 mod counted;
 mod decision;
 mod gcra;
+mod gcra_rule;
 mod keyed;
 mod quota;
 mod remote;
 mod shadow;
-mod table;
-mod tag_table;
+mod store;
 mod window;
 
 use std::sync::Arc;
@@ -67,13 +69,13 @@ use std::sync::Arc;
 pub use all_of::AllOf;
 pub use counted::Counted;
 pub use decision::{CheckError, Decision};
-pub use gcra::{Gcra, GcraBuilder, GcraRule};
-pub use keyed::{BuildError, Keyed, KeyedBuilder, KeyedGcra, WhenFull, MAX_SHARDS};
+pub use gcra::{Gcra, GcraBuilder};
+pub use keyed::{BuildError, Keyed, KeyedBuilder, KeyedGcra, WhenFull};
 pub use quota::{Quota, QuotaError, MAX_PERIOD};
 pub use remote::{AsyncRateLimiter, Checked, Local, LocalThenRemote, NeverPending};
 pub use shadow::Shadow;
-pub use table::KeyRule;
-pub use window::{ExactWindow, ExactWindowRule, SlidingWindow, SlidingWindowRule, MAX_EXACT_LIMIT};
+pub use store::MAX_SHARDS;
+pub use window::{ExactWindow, SlidingWindow, MAX_EXACT_LIMIT};
 
 /// What every limiter offers: check a request's cost against a key's limit.
 /// The HTTP middleware and the Redis backend are written against this trait.

@@ -15,7 +15,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use super::{AllOf, Counted, Decision, Gcra, KeyRule, Keyed, RateLimiter, Shadow};
+use super::store::KeyRule;
+use super::{AllOf, Counted, Decision, Gcra, Keyed, RateLimiter, Shadow};
 use crate::clock::Clock;
 
 /// A limiter the middleware can ask, whether it answers at once or after a

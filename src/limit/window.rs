@@ -31,7 +31,7 @@
 use std::time::Duration;
 
 use super::keyed::{BuildError, Keyed, KeyedBuilder};
-use super::table::{sealed, KeyRule, Table};
+use super::store::{sealed, KeyRule, Table};
 use super::{Decision, Quota};
 use crate::clock::duration_to_nanos;
 

@@ -7,10 +7,7 @@ use std::time::Duration;
 
 use surgeguard::cache::Cache;
 use surgeguard::clock::ManualClock;
-use surgeguard::limit::{
-    CheckError, Decision, ExactWindow, Gcra, KeyRule, Keyed, KeyedBuilder, Quota, RateLimiter,
-    SlidingWindow, WhenFull,
-};
+use surgeguard::limit::{CheckError, Decision, ExactWindow, Gcra, Quota, SlidingWindow, WhenFull};
 use surgeguard::shed::{AdaptiveLimit, Outcome, Priority, Shedder};
 
 use super::input::Input;
@@ -146,27 +143,26 @@ struct KeyedSettings {
     clock: ManualClock,
 }
 
-impl KeyedSettings {
-    /// Builds `builder` with these settings: a checker, or `None` after
-    /// checking the refusal is named.
-    fn check<R: KeyRule + 'static>(&self, builder: KeyedBuilder<u64, R>) -> Option<Check>
-    where
-        Keyed<u64, R>: RateLimiter<u64>,
-    {
-        let built = builder
-            .max_keys(self.max_keys)
-            .shards(self.shards)
-            .when_full(self.policy)
-            .clock(self.clock.clone())
+/// Builds a keyed limiter's builder with the settings: a checker, or
+/// `None` after checking the refusal is named. (A macro: the rule types are
+/// not nameable outside the crate, so no function can be generic over them.)
+macro_rules! keyed_check {
+    ($settings:expr, $builder:expr) => {{
+        let settings: &KeyedSettings = $settings;
+        let built = $builder
+            .max_keys(settings.max_keys)
+            .shards(settings.shards)
+            .when_full(settings.policy)
+            .clock(settings.clock.clone())
             .build();
         match built {
-            Ok(limiter) => Some(Box::new(move |key, cost| limiter.check_n(&key, cost))),
+            Ok(limiter) => Some(Box::new(move |key, cost| limiter.check_n(&key, cost)) as Check),
             Err(error) => {
                 named(&error);
                 None
             }
         }
-    }
+    }};
 }
 
 fn limiter(input: &mut Input) {
@@ -195,9 +191,9 @@ fn limiter(input: &mut Input) {
                 None
             }
         },
-        1 => settings.check(Gcra::keyed(quota)),
-        2 => settings.check(SlidingWindow::keyed(quota)),
-        _ => settings.check(ExactWindow::keyed(quota)),
+        1 => keyed_check!(&settings, Gcra::keyed::<u64>(quota)),
+        2 => keyed_check!(&settings, SlidingWindow::<u64>::keyed(quota)),
+        _ => keyed_check!(&settings, ExactWindow::<u64>::keyed(quota)),
     };
     let Some(check) = check else {
         return;

@@ -1,6 +1,6 @@
 //! The key table behind keyed GCRA: a check of a tracked key takes no lock.
 //!
-//! A keyed check used to take its shard's read lock (`table.rs`): two atomic
+//! A keyed check used to take its shard's read lock (`store/entries.rs`): two atomic
 //! read-modify-writes (acquire, release) per check, on a cache line every
 //! core checking that shard writes. They cost more than the GCRA decision
 //! itself. GCRA's whole state is one word (the TAT), so the key table can be
@@ -30,17 +30,18 @@
 //!   per key of `max_keys` with everything counted (21.57 at 1,000,000 keys;
 //!   the table for `u64` keys took about 23 before, more for wider keys).
 //! * **Regions.** The buckets are split into contiguous *regions*
-//!   ([`KeyedBuilder::shards`](super::KeyedBuilder::shards) sets how many),
+//!   ([`KeyedBuilder::shards`](crate::limit::KeyedBuilder::shards) sets how many),
 //!   each with a mutex taken only to insert a key, forget idle ones, or
 //!   refund: never by a check of a tracked key. A key's region comes from
-//!   its tag's high 32 bits, its home bucket from the low 32; it lives in the
-//!   first bucket with a free slot at the time it was inserted, from its home
-//!   on, wrapping within the region. Per bucket, a *spill count* (kept under
-//!   the region's lock) counts the keys that passed the bucket to one further
-//!   along; a lookup goes on past a bucket only while its spill count is
-//!   nonzero, so a lookup usually reads one bucket, and never more than the
-//!   region. The counts are bytes that stick at 255 (a stuck count only
-//!   makes lookups read on; it is never too low).
+//!   its tag's high 32 bits, its home bucket from the low 32; it lives in its
+//!   *probe window*, the 32 buckets from its home on (wrapping within the
+//!   region; the whole region if smaller). Per bucket, a *spill count* (kept
+//!   under the region's lock) counts the keys that passed the bucket to one
+//!   further along; a lookup goes on past a bucket only while its spill
+//!   count is nonzero, so a lookup usually reads one bucket, and never more
+//!   than the window, whatever the table went through: no tombstones (a
+//!   removal takes its key out of the counts it raised), and a count is at
+//!   most 31 × 8, so a byte holds it exactly.
 //! * **Only a lock-free *find* is trusted.** A lookup without the lock that
 //!   finds nothing (a key being inserted, a spill count not yet seen) is
 //!   repeated under the region's lock, which is authoritative; new keys take
@@ -67,21 +68,39 @@
 //!   keys (on a cache line of its own, touched only by inserts and
 //!   removals) keeps the table at `max_keys`. A region has at least
 //!   `share × 4/3` slots (`share = ⌈max_keys / regions⌉`), and, as shards
-//!   did in `table.rs`, at least `share + ⌈4√share⌉ + 4` when that is more
+//!   did in `store/entries.rs`, at least `share + ⌈4√share⌉ + 4` when that is more
 //!   (small shares): with at most `max_keys` active keys hashed at random, a
-//!   region's share exceeds that with probability below 2·10⁻⁵, which bounds
-//!   how often a new key is refused by its own full region while the table
-//!   has room (a unit test fills a table of 200,000 keys and counts none).
+//!   region's share exceeds that with probability below 2·10⁻⁵. A new key
+//!   is refused while the table has room only when its probe window is full
+//!   of active keys: with at most three quarters of a region's slots taken,
+//!   a run of 32 full buckets is rare enough that a unit test filling a
+//!   table of 200,000 keys counts none (a simulation of bucketed linear
+//!   probing at that load put it far below one insert in a million).
 //!   Otherwise a new key is refused only when the table holds `max_keys`
 //!   active keys.
-//! * **Idle keys go first, and only when some can be idle.** A new key that
-//!   finds its region (or the table) full sweeps its region from a cursor,
-//!   removing the idle keys it passes, until it has freed one and looked at
-//!   8 buckets, or gone round; then the other regions, one lock at a time.
-//!   Each region keeps a lower bound of its keys' idle times (exact after a
-//!   full round, lowered by inserts and refunds; checks only raise TATs), and
-//!   the table one for all regions, so a table full of active keys refuses
-//!   a new key in O(1) until the earliest could have gone idle.
+//! * **An idle key is as good as a free slot.** While the table has room
+//!   a new key takes the first free slot of its window (an idle key stays
+//!   tracked meanwhile: if its client comes back, its check finds it without
+//!   a lock). Once the table is at `max_keys`, or the window has no free
+//!   slot, the new key overwrites the first idle key of its window in place
+//!   (the key in the slot is removed as a sweep removes it, so the
+//!   check-against-removal protocol above holds). So a flood of keys that go
+//!   idle at once (an allowing quota) costs each new key one window probe,
+//!   usually one bucket, and
+//!   keeps every key near its home. A first version filled only free slots
+//!   and freed them with a sweep from a cursor: the slots just swept were
+//!   empty and those ahead of the cursor nearly full, so once the table was
+//!   full of idle keys new keys spilled hundreds of buckets, and every
+//!   lookup of an absent key read them all.
+//! * **Sweeps only when a place is needed, and only when some can be
+//!   idle.** A new key whose window has a free slot but no idle key, in a
+//!   table at `max_keys`, sweeps its region from a cursor, removing the idle
+//!   keys it passes, until it has freed one and looked at 8 buckets, or gone
+//!   round; then the other regions, one lock at a time. Each region keeps a
+//!   lower bound of its keys' idle times (exact after a full round, lowered
+//!   by inserts and refunds; checks only raise TATs), and the table one for
+//!   all regions, so a table full of active keys refuses a new key in O(1)
+//!   until the earliest could have gone idle.
 //!
 //! Measured with `perf stat` on `examples/limiter_loop.rs` (one thread, 20
 //! million checks, built with codegen-units=1; per check, the 0-check run
@@ -95,18 +114,20 @@
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicU64 as StdAtomicU64, Ordering as StdOrdering};
+use std::time::Duration;
 
 #[cfg(surgeguard_loom)]
-use loom::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use loom::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 #[cfg(not(surgeguard_loom))]
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use parking_lot::{Mutex, MutexGuard};
 
-use super::gcra::Admission;
-use super::keyed::MAX_SHARDS;
-use super::table::{slack, KeyStore, Outcome, TableTooLarge};
-use super::{Decision, GcraRule};
+use super::bound::Census;
+use super::{sealed, slack, KeyRule, KeyStore, Outcome, TableTooLarge, MAX_SHARDS};
+use crate::limit::gcra_rule::{Admission, GcraRule};
+use crate::limit::Decision;
 
 /// Slots per bucket: 8 tags and 8 TATs fill a 128-byte line pair.
 const SLOTS: usize = 8;
@@ -120,8 +141,13 @@ const LOCKED: u64 = u64::MAX;
 /// The largest TAT stored (saturated GCRA arithmetic would reach `LOCKED`).
 const MAX_TAT: u64 = LOCKED - 1;
 
-/// A spill count this high sticks: it is no longer decremented.
-const SPILL_STUCK: u8 = u8::MAX;
+/// A key lives within this many buckets of its home (fewer when its region
+/// is smaller): a lookup reads at most this many, whatever the table went
+/// through, and a spill count never exceeds `(PROBE_BUCKETS - 1) × SLOTS`.
+const PROBE_BUCKETS: usize = 32;
+
+// A spill count is a byte.
+const _: () = assert!((PROBE_BUCKETS - 1) * SLOTS <= u8::MAX as usize);
 
 /// Regions the default aims to give each core, as shards before.
 const REGIONS_PER_CORE: usize = 4;
@@ -191,19 +217,6 @@ struct RegionState {
     cursor: usize,
     /// No key of the region is idle before this.
     idle_bound: u64,
-}
-
-/// What inserts and removals share, on cache lines of their own: checks of
-/// tracked keys never touch it.
-#[repr(align(128))]
-struct Census {
-    /// Places taken: keys tracked, plus places held for a key on its way in.
-    /// Never above `max_keys`.
-    taken: AtomicUsize,
-    /// No tracked key, in any region, is idle before this: lowered by each
-    /// insert and refund, raised only by a scan of every region that found
-    /// none idle.
-    no_idle_before: AtomicU64,
 }
 
 /// At most `max_keys` GCRA states in fixed memory, identified by 64-bit tags.
@@ -366,10 +379,7 @@ impl<S> TagTable<S> {
             hasher,
             rule,
             max_keys,
-            census: Census {
-                taken: AtomicUsize::new(0),
-                no_idle_before: AtomicU64::new(0),
-            },
+            census: Census::new(max_keys),
         })
     }
 
@@ -403,7 +413,14 @@ impl<S> TagTable<S> {
         }
     }
 
+    /// Places the table-wide count holds taken.
+    #[cfg(all(test, not(surgeguard_loom)))]
+    pub(crate) fn places_taken(&self) -> usize {
+        self.census.taken()
+    }
+
     /// Slots in each region.
+    #[cfg(all(test, not(surgeguard_loom)))]
     fn region_slots(&self) -> usize {
         self.region_buckets * SLOTS
     }
@@ -430,7 +447,7 @@ impl<S> TagTable<S> {
     #[inline(never)]
     fn find_beyond(&self, start: usize, home: usize, tag: u64) -> Option<(&Bucket, usize)> {
         let mut offset = home;
-        for _ in 1..self.region_buckets {
+        for _ in 1..self.window() {
             offset = self.next(offset);
             let bucket = &self.buckets[start + offset];
             if let Some(slot) = bucket.slot_of(tag) {
@@ -443,37 +460,71 @@ impl<S> TagTable<S> {
         None
     }
 
-    /// Under region `region`'s lock: stores `tag` with its first TAT in the
-    /// first free slot from its home bucket on. False if the region is full.
-    fn insert(&self, region: usize, state: &mut RegionState, tag: u64, tat: u64) -> bool {
-        let start = region * self.region_buckets;
-        let home = self.home_of(tag);
+    /// Buckets a key may live in, from its home on: its probe window.
+    #[inline]
+    fn window(&self) -> usize {
+        self.region_buckets.min(PROBE_BUCKETS)
+    }
+
+    /// Under the region's lock: the first free slot in the probe window of
+    /// a key whose home is `home` (bucket offset in the region, slot), from
+    /// its home on, the key's preferred slot first in each bucket.
+    fn free_slot(&self, start: usize, home: usize, tag: u64) -> Option<(usize, usize)> {
         let mut offset = home;
-        for passed in 0..self.region_buckets {
+        for _ in 0..self.window() {
             let bucket = &self.buckets[start + offset];
-            let is_free = |slot: &usize| bucket.tags[*slot].load(Ordering::Relaxed) == EMPTY;
-            let free = Some(preferred_slot(tag))
-                .filter(is_free)
-                .or_else(|| (0..SLOTS).find(is_free));
+            let free = (0..SLOTS)
+                .map(|n| (preferred_slot(tag) + n) % SLOTS)
+                .find(|&slot| bucket.tags[slot].load(Ordering::Relaxed) == EMPTY);
             if let Some(slot) = free {
-                // Spill counts before the tag, so that a lookup that finds
-                // the tag's bucket passed is likely to see them.
-                let mut spilled = home;
-                for _ in 0..passed {
-                    let count = &self.spills[start + spilled];
-                    let value = count.load(Ordering::Relaxed);
-                    if value != SPILL_STUCK {
-                        count.store(value + 1, Ordering::Relaxed);
-                    }
-                    spilled = self.next(spilled);
-                }
-                fill_slot(&bucket.tags[slot], &bucket.tats[slot], tag, tat);
-                state.len += 1;
-                return true;
+                return Some((offset, slot));
             }
             offset = self.next(offset);
         }
-        false
+        None
+    }
+
+    /// Under the region's lock: the first slot in the probe window of a key
+    /// whose home is `home` that holds an idle key (an idle key is as good
+    /// as no key: forgetting it changes no decision), from its home on, so
+    /// that the new key can take its place and keys stay near their homes
+    /// whatever the table went through; `Err`: none, and the earliest time
+    /// one of the window's keys goes idle.
+    fn idle_slot(&self, start: usize, home: usize, now: u64) -> Result<(usize, usize), u64> {
+        let mut offset = home;
+        let mut earliest = u64::MAX;
+        for _ in 0..self.window() {
+            let bucket = &self.buckets[start + offset];
+            for slot in 0..SLOTS {
+                if bucket.tags[slot].load(Ordering::Relaxed) == EMPTY {
+                    continue;
+                }
+                // Under the lock no removal runs, so this is never `LOCKED`.
+                let tat = bucket.tats[slot].load(Ordering::Acquire);
+                if tat <= now {
+                    return Ok((offset, slot));
+                }
+                earliest = earliest.min(tat);
+            }
+            offset = self.next(offset);
+        }
+        Err(earliest)
+    }
+
+    /// Under the region's lock: gives the free slot `slot` of bucket
+    /// `offset` to `tag` (home `home`) with its first TAT, counting it in
+    /// the spill counts of the buckets it passed.
+    fn fill(&self, start: usize, home: usize, (offset, slot): (usize, usize), tag: u64, tat: u64) {
+        // Spill counts before the tag, so that a lookup that finds the tag's
+        // bucket passed is likely to see them.
+        let mut passed = home;
+        while passed != offset {
+            let count = &self.spills[start + passed];
+            count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            passed = self.next(passed);
+        }
+        let bucket = &self.buckets[start + offset];
+        fill_slot(&bucket.tags[slot], &bucket.tats[slot], tag, tat);
     }
 
     /// Under region `region`'s lock: removes the key in `slot` of bucket
@@ -488,14 +539,11 @@ impl<S> TagTable<S> {
         let bucket = &self.buckets[start + offset];
         let tag = bucket.tags[slot].load(Ordering::Relaxed);
         release_if_idle(&bucket.tags[slot], &bucket.tats[slot], now)?;
-        let mut spilled = self.home_of(tag);
-        while spilled != offset {
-            let count = &self.spills[start + spilled];
-            let value = count.load(Ordering::Relaxed);
-            if value != SPILL_STUCK {
-                count.store(value - 1, Ordering::Relaxed);
-            }
-            spilled = self.next(spilled);
+        let mut passed = self.home_of(tag);
+        while passed != offset {
+            let count = &self.spills[start + passed];
+            count.store(count.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
+            passed = self.next(passed);
         }
         Ok(())
     }
@@ -540,86 +588,39 @@ impl<S> TagTable<S> {
         freed
     }
 
-    /// Takes one place in the table-wide count; false if it is full.
-    #[inline]
-    fn take_place(&self) -> bool {
-        self.census
-            .taken
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |taken| {
-                (taken < self.max_keys).then_some(taken + 1)
-            })
-            .is_ok()
-    }
-
-    /// Gives `places` back to the table-wide count.
-    #[inline]
-    fn give_places(&self, places: usize) {
-        if places > 0 {
-            self.census.taken.fetch_sub(places, Ordering::Relaxed);
-        }
-    }
-
-    /// Keeps the table's lower bound of idle times at or below `idle_at`.
-    #[inline]
-    fn lower_idle_bound(&self, idle_at: u64) {
-        if idle_at < self.census.no_idle_before.load(Ordering::Relaxed) {
-            self.census
-                .no_idle_before
-                .fetch_min(idle_at, Ordering::Relaxed);
-        }
-    }
-
     fn lock(&self, region: usize) -> MutexGuard<'_, RegionState> {
         self.regions[region].state.lock()
     }
 
-    /// The table is full and region `own` has room but no idle key: frees
-    /// idle keys of the other regions, keeping one place for the caller
-    /// (`Ok`). One region's lock at a time, so it cannot deadlock. Unless
-    /// the clock has passed the table's lower bound of idle times this is
-    /// O(1); a scan of every region that finds none idle raises the bound
-    /// to the earliest idle time it saw. `Err`: the earliest time a key
-    /// could go idle.
+    /// The table is full and region `own` has room but no idle key: the
+    /// census sweeps the other regions (see [`Census::reclaim_elsewhere`]).
     #[cold]
     fn reclaim_elsewhere(&self, own: usize, now: u64) -> Result<(), u64> {
-        let bound = self.census.no_idle_before.load(Ordering::Relaxed);
-        if now < bound {
-            return Err(bound);
-        }
-        let count = self.regions.len();
-        let mut earliest = u64::MAX;
-        // The own region last: it was swept just now.
-        for offset in 1..=count {
-            let region = (own + offset) % count;
-            let mut state = self.lock(region);
-            let freed = self.sweep(region, &mut state, now, false);
-            if freed > 0 {
-                self.give_places(freed - 1);
-                return Ok(());
-            }
-            earliest = earliest.min(state.idle_bound);
-        }
-        // Unless an insert or refund lowered the bound meanwhile. (One that
-        // found it already low enough, and so did not write it, can be
-        // missed: its key then waits for this scan's bound, later by at most
-        // the rule's longest idle time.)
-        let _ = self.census.no_idle_before.compare_exchange(
-            bound,
-            earliest,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
-        // No key at all: keys were forgotten meanwhile, so retry now.
-        Err(if earliest == u64::MAX { now } else { earliest })
+        self.census
+            .reclaim_elsewhere(own, self.regions.len(), now, |region| {
+                let mut state = self.lock(region);
+                let freed = self.sweep(region, &mut state, now, false);
+                (freed, state.idle_bound)
+            })
     }
 
     /// Decides `cost` for the key tagged `tag` under its region's lock: a
     /// key the lock-free path did not find (new, or being inserted or
     /// removed), inserting it if it is new and there is room.
+    ///
+    /// A new key goes into the first free slot of its probe window while
+    /// the table-wide count has a place for it; otherwise over the first
+    /// idle key of its window, in place (see [`idle_slot`](Self::idle_slot));
+    /// otherwise, with a free slot but no place, a sweep of the region, then
+    /// of the others, makes one. A window full of active keys, or a table
+    /// with no idle key, refuses it.
     fn decide_exclusive(&self, tag: u64, now: u64, cost: u32) -> Outcome {
         let region = self.region_of(tag);
+        let start = region * self.region_buckets;
+        let home = self.home_of(tag);
         // A place freed in another region and held for this key: at most
-        // one trip to the other regions, so at most two rounds.
+        // one trip to the other regions, so at most two rounds (and one
+        // more for each idle key a check charged just before it was reused).
         let mut held = false;
         loop {
             let mut state = self.lock(region);
@@ -632,52 +633,80 @@ impl<S> TagTable<S> {
                 if let Some(decision) =
                     decide_in_slot(&self.rule, tag_cell, tat_cell, tag, now, cost)
                 {
-                    self.give_places(usize::from(held));
+                    self.census.give_places(usize::from(held));
                     return Outcome::Decided(decision);
-                }
-            }
-            if cost == 0 {
-                // Only looking: a key never seen has a full bucket.
-                self.give_places(usize::from(held));
-                return Outcome::Decided(self.rule.decide(0, now, 0).0);
-            }
-            let below_cap = state.len < self.region_slots();
-            if !(below_cap && (held || self.take_place())) {
-                let freed = self.sweep(region, &mut state, now, false);
-                if freed > 0 {
-                    // The new key takes one of the places freed; the others
-                    // go back (with the one held, if any).
-                    self.give_places(freed - 1 + usize::from(held));
-                } else if !below_cap || held {
-                    self.give_places(usize::from(held));
-                    return Outcome::Full {
-                        next_idle: state.idle_bound,
-                    };
-                } else {
-                    // The table is full, and this region has room but no
-                    // idle key: look elsewhere, holding no lock meanwhile.
-                    drop(state);
-                    match self.reclaim_elsewhere(region, now) {
-                        Ok(()) => {
-                            held = true;
-                            continue;
-                        }
-                        Err(next_idle) => return Outcome::Full { next_idle },
-                    }
                 }
             }
             // A fresh bucket allows any cost up to the burst.
             let (decision, new_tat) = self.rule.decide(0, now, cost);
-            match new_tat {
-                Some(tat)
-                    if tat > now && self.insert(region, &mut state, tag, tat.min(MAX_TAT)) =>
-                {
-                    state.idle_bound = state.idle_bound.min(tat);
-                    self.lower_idle_bound(tat);
+            let tat = match new_tat {
+                Some(tat) if cost > 0 && tat > now => tat.min(MAX_TAT),
+                // Only looking (a key never seen has a full bucket), or
+                // nothing to remember.
+                _ => {
+                    self.census.give_places(usize::from(held));
+                    return Outcome::Decided(decision);
                 }
-                // Nothing to remember (or, impossibly, no free slot).
-                _ => self.give_places(1),
-            }
+            };
+            let free = self.free_slot(start, home, tag);
+            let at = match free {
+                Some(at) if held || self.census.take_place() => {
+                    state.len += 1;
+                    at
+                }
+                _ => {
+                    // No free slot in the window, or no place in the table
+                    // for one: an idle key in the window makes way in place,
+                    // if the region can have one (so a table full of active
+                    // keys refuses in O(1)).
+                    let idle = if now >= state.idle_bound {
+                        self.idle_slot(start, home, now)
+                    } else {
+                        Err(state.idle_bound)
+                    };
+                    match (idle, free) {
+                        (Ok(idle), _) => {
+                            if self.remove_if_idle(start, idle.0, idle.1, now).is_err() {
+                                // A check charged it since: look again.
+                                continue;
+                            }
+                            self.census.give_places(usize::from(held));
+                            idle
+                        }
+                        (Err(earliest), None) => {
+                            // The window is full of active keys.
+                            self.census.give_places(usize::from(held));
+                            return Outcome::Full {
+                                next_idle: earliest,
+                            };
+                        }
+                        (Err(_), Some(at)) => {
+                            let freed = self.sweep(region, &mut state, now, false);
+                            if freed == 0 {
+                                // No idle key in this region: look elsewhere,
+                                // holding no lock meanwhile.
+                                drop(state);
+                                match self.reclaim_elsewhere(region, now) {
+                                    Ok(()) => {
+                                        held = true;
+                                        continue;
+                                    }
+                                    Err(next_idle) => return Outcome::Full { next_idle },
+                                }
+                            }
+                            // The new key takes one of the places freed (its
+                            // slot is still free: a sweep only frees); the
+                            // others go back.
+                            self.census.give_places(freed - 1);
+                            state.len += 1;
+                            at
+                        }
+                    }
+                }
+            };
+            self.fill(start, home, at, tag, tat);
+            state.idle_bound = state.idle_bound.min(tat);
+            self.census.lower_idle_bound(tat);
             return Outcome::Decided(decision);
         }
     }
@@ -761,7 +790,7 @@ impl<K, S> KeyStore<K, S> for TagTable<S> {
             }
         };
         state.idle_bound = state.idle_bound.min(refunded);
-        self.lower_idle_bound(refunded);
+        self.census.lower_idle_bound(refunded);
         true
     }
 
@@ -781,7 +810,7 @@ impl<K, S> KeyStore<K, S> for TagTable<S> {
             .map(|region| {
                 let mut state = self.lock(region);
                 let freed = self.sweep(region, &mut state, now, true);
-                self.give_places(freed);
+                self.census.give_places(freed);
                 freed
             })
             .sum()
@@ -797,6 +826,58 @@ impl<K, S> KeyStore<K, S> for TagTable<S> {
 
     fn shard_count(&self) -> usize {
         self.regions.len()
+    }
+}
+
+impl sealed::Sealed for GcraRule {}
+
+// GCRA's state is one word: the store names the rule it serves, so that the
+// arrows go from the store to the rule and not back.
+
+impl KeyRule for GcraRule {
+    /// The TAT in nanoseconds; 0 is "full since the clock's origin". (The
+    /// tag table keeps TATs in its own words; this is the state of the
+    /// overflow bucket, and of the locked table in its unit tests.)
+    type State = StdAtomicU64;
+
+    /// GCRA's state is one word: the lock-free tag table.
+    type Store<K, S> = TagTable<S>;
+
+    fn fresh_state(&self) -> StdAtomicU64 {
+        StdAtomicU64::new(0)
+    }
+
+    fn max_cost(&self) -> u32 {
+        self.burst
+    }
+
+    #[inline]
+    fn decide(&self, tat: &mut StdAtomicU64, now: u64, cost: u32) -> Decision {
+        let tat = tat.get_mut();
+        let (decision, new_tat) = GcraRule::decide(self, *tat, now, cost);
+        if let Some(new_tat) = new_tat {
+            *tat = new_tat;
+        }
+        decision
+    }
+
+    fn refund(&self, tat: &mut StdAtomicU64, _now: u64, cost: u32) {
+        let tat = tat.get_mut();
+        *tat = self.refunded(*tat, cost);
+    }
+
+    /// Read where no check can update it (the overflow bucket's mutex).
+    #[inline]
+    fn idle_at(&self, tat: &StdAtomicU64) -> u64 {
+        tat.load(StdOrdering::Relaxed)
+    }
+
+    fn limit(&self) -> u32 {
+        self.announced_limit
+    }
+
+    fn policy_window(&self) -> Duration {
+        self.policy_window
     }
 }
 
@@ -922,25 +1003,114 @@ mod tests {
         assert_eq!(slots_in_use(&table), 0);
     }
 
-    /// A spill count that reaches 255 sticks: lookups read on past it, and
-    /// removals leave it (it may be too high, never too low).
+    /// Keys of one home fill its probe window (32 buckets) and no more:
+    /// the next is refused though the region has room, the spill counts
+    /// stop at 31 × 8, and a lookup reads at most the window.
     #[test]
-    fn a_saturated_spill_count_sticks_and_lookups_stay_right() {
+    fn keys_never_live_past_their_probe_window() {
         let table = identity_table(Quota::per_second(1_000).unwrap(), 600, 1);
+        assert_eq!(table.region_buckets, 100);
         let keys: Vec<u64> = (0..300).map(|n| key_at(&table, 0, n)).collect();
-        for &key in &keys {
+        let (fit, refused) = keys.split_at(PROBE_BUCKETS * SLOTS);
+        for &key in fit {
             assert!(allowed(&check(&table, key, 0, 1)));
         }
-        assert_eq!(table.spills[0].load(Ordering::Relaxed), SPILL_STUCK);
-        for &key in &keys {
+        for &key in refused {
+            let outcome = check(&table, key, 0, 1);
+            assert!(matches!(outcome, Outcome::Full { next_idle } if next_idle == MS));
+        }
+        assert_eq!(tracked(&table), fit.len());
+        assert_eq!(table.spills[0].load(Ordering::Relaxed), 31 * 8);
+        assert_eq!(table.spills[31].load(Ordering::Relaxed), 0);
+        for &key in fit {
             assert!(table.find(table.tag_of(&key)).is_some());
         }
-        assert_eq!(KeyStore::<u64, _>::reclaim_all_idle(&table, MS), 300);
-        assert_eq!(table.spills[0].load(Ordering::Relaxed), SPILL_STUCK);
-        for &key in &keys[..10] {
-            assert!(allowed(&check(&table, key, 2 * MS, 1)));
-            assert!(table.find(table.tag_of(&key)).is_some());
+        assert_eq!(
+            buckets_read(&table, table.tag_of(&refused[0])),
+            PROBE_BUCKETS
+        );
+        // Idle, they give their slots to the keys refused before, in place.
+        for &key in refused {
+            assert!(allowed(&check(&table, key, MS, 1)));
         }
+        assert_eq!(tracked(&table), fit.len());
+        assert_eq!(
+            KeyStore::<u64, _>::reclaim_all_idle(&table, 2 * MS),
+            fit.len()
+        );
+        assert!(table.spills.iter().all(|s| s.load(Ordering::Relaxed) == 0));
+    }
+
+    /// While the table has room a new key takes a free slot, even next to
+    /// an idle key of its bucket: the idle key stays tracked, so that its
+    /// client's next check is found without the lock. Once the table is
+    /// full, the next new key takes the idle key's place instead.
+    #[test]
+    fn idle_keys_stay_while_the_table_has_room() {
+        let table = identity_table(Quota::per_second(1_000).unwrap(), 3, 1);
+        let [idle, second, third] = [0, 1, 2].map(|n| key_at(&table, 0, n));
+        assert!(allowed(&check(&table, idle, 0, 1)));
+        // At 2 ms the first key is idle (its TAT is 1 ms).
+        assert!(allowed(&check(&table, second, 2 * MS, 1)));
+        assert!(KeyStore::<u64, _>::check_tracked(&table, &idle, 2 * MS, 0).is_ok());
+        assert!(allowed(&check(&table, third, 2 * MS, 1)));
+        assert_eq!(tracked(&table), 3);
+        // Full: a fourth key overwrites the idle one, in place.
+        let fourth = key_at(&table, 0, 3);
+        assert!(allowed(&check(&table, fourth, 2 * MS, 1)));
+        assert_eq!(tracked(&table), 3);
+        assert!(table.find(table.tag_of(&idle)).is_none());
+        assert!(table.find(table.tag_of(&fourth)).is_some());
+    }
+
+    /// Buckets a lock-free lookup of `tag` reads: its home, then on while
+    /// the spill count of the bucket just read is nonzero.
+    fn buckets_read<S>(table: &TagTable<S>, tag: u64) -> usize {
+        let home = table.home_index(tag);
+        let start = home - home % table.region_buckets;
+        let mut offset = home % table.region_buckets;
+        let mut read = 1;
+        while read < table.region_buckets
+            && table.buckets[start + offset].slot_of(tag).is_none()
+            && table.spills[start + offset].load(Ordering::Relaxed) > 0
+        {
+            offset = (offset + 1) % table.region_buckets;
+            read += 1;
+        }
+        read
+    }
+
+    /// A flood of distinct keys, each idle again before the next arrives,
+    /// through a full table (the flood a bounded table exists for): new keys
+    /// take idle keys' places near their homes, so that lookups of keys not
+    /// there stay as short as in a table filled once, and the table stays
+    /// at `max_keys`.
+    #[test]
+    fn a_flood_of_idle_keys_keeps_lookups_short() {
+        const MAX_KEYS: usize = 10_000;
+        let rule = GcraRule::new(Quota::per_second(1_000).unwrap());
+        let hasher = ahash::RandomState::with_seeds(9, 8, 7, 6);
+        let table = TagTable::new(rule, MAX_KEYS, Some(4), hasher).unwrap();
+        // Full of keys active until 1 ms.
+        for key in 1u64 << 50..(1 << 50) + MAX_KEYS as u64 {
+            assert!(allowed(&check(&table, key, 0, 1)));
+        }
+        assert_eq!(tracked(&table), MAX_KEYS);
+        // Then each check one interval after the last: every key before it
+        // is idle.
+        for (n, key) in (0..30 * MAX_KEYS as u64).enumerate() {
+            assert!(allowed(&check(&table, key, (n as u64 + 1) * MS, 1)));
+        }
+        assert_eq!(tracked(&table), MAX_KEYS);
+        assert_eq!(tracked(&table), slots_in_use(&table));
+        let absent = (1u64 << 60..).take(10_000).map(|key| table.tag_of(&key));
+        let reads: Vec<usize> = absent.map(|tag| buckets_read(&table, tag)).collect();
+        let mean = reads.iter().sum::<usize>() as f64 / reads.len() as f64;
+        let longest = reads.iter().copied().max().unwrap();
+        assert!(
+            mean < 1.5 && longest <= PROBE_BUCKETS,
+            "mean {mean}, longest {longest}"
+        );
     }
 
     /// The documented figures: about 21.6 bytes per key at a million keys
@@ -1112,7 +1282,7 @@ mod tests {
             let tracked = tracked(&table);
             prop_assert!(tracked <= max_keys);
             prop_assert_eq!(tracked, slots_in_use(&table));
-            prop_assert_eq!(table.census.taken.load(Ordering::Relaxed), tracked);
+            prop_assert_eq!(table.census.taken(), tracked);
             coverage.removed += before.saturating_sub(tracked);
             before = tracked;
             coverage.spilled += usize::from(
@@ -1125,7 +1295,7 @@ mod tests {
         }
         KeyStore::<u64, _>::reclaim_all_idle(&table, u64::MAX - 1);
         prop_assert_eq!(tracked(&table), 0);
-        prop_assert_eq!(table.census.taken.load(Ordering::Relaxed), 0);
+        prop_assert_eq!(table.census.taken(), 0);
         prop_assert!(table.spills.iter().all(|s| s.load(Ordering::Relaxed) == 0));
         Ok(())
     }
@@ -1291,7 +1461,7 @@ mod tests {
         let tracked = tracked(&table);
         assert!(tracked <= MAX_KEYS);
         assert_eq!(tracked, slots_in_use(&table));
-        assert_eq!(table.census.taken.load(Ordering::Relaxed), tracked);
+        assert_eq!(table.census.taken(), tracked);
         KeyStore::<u64, _>::reclaim_all_idle(&table, u64::MAX - 1);
         assert_eq!(slots_in_use(&table), 0);
         assert!(table.spills.iter().all(|s| s.load(Ordering::Relaxed) == 0));

@@ -1,9 +1,9 @@
 //! The bounded key table behind the keyed window limiters.
 //!
 //! Keyed GCRA does not live here: its state is one word, and
-//! `tag_table.rs` checks it without a lock. This table serves the window
+//! `store/tags.rs` checks it without a lock. This table serves the window
 //! rules, whose state is wider than a word, under one lock per shard. (Its
-//! unit tests run it with [`GcraRule`](super::GcraRule), whose state is
+//! unit tests run it with `GcraRule`, whose state is
 //! the smallest: the table's mechanics do not depend on the rule.)
 //!
 //! A key flood (every request from a new address) must not grow memory
@@ -25,7 +25,7 @@
 //!   (what dashmap, and so governor, uses) down to 16 keys per shard. Keys
 //!   hash unevenly, and the smaller a shard's share `m = max_keys / shards`
 //!   the more so (a shard's count strays from `m` by about `√m`). Shards
-//!   with a share of [`EXACT_SHARE_KEYS`] (256) or more hold exactly their
+//!   with a share of [`EXACT_SHARE_KEYS`](super::EXACT_SHARE_KEYS) (256) or more hold exactly their
 //!   share, as before (`√m ≤ m / 16`; a new key is refused room when *its*
 //!   shard is full of active keys, so a large table wants some headroom).
 //!   A smaller share gets slack: the shard may hold up to its *cap*, at
@@ -50,7 +50,7 @@
 //!   refused only by a full shard or a table full of active keys (give or
 //!   take a narrow race, described at `reclaim_elsewhere`).
 //! * **Memory stays O(`max_keys`).** Exact shares cost what they did:
-//!   about 23 bytes per key ([`Keyed::allocated_bytes`](super::Keyed::allocated_bytes)
+//!   about 23 bytes per key ([`Keyed::allocated_bytes`](crate::limit::Keyed::allocated_bytes)
 //!   22.4 to 22.7 at 1,562 to 3,072 keys a shard). A shard with slack
 //!   allocates its table for `share + ⌈4√m⌉ + 4` keys plus an eighth, as an
 //!   exact share allocates for its share: at most 2.25 times as many keys
@@ -69,11 +69,19 @@
 //!   the shard from where the last sweep stopped, removing every idle key it
 //!   passes, until it has freed one (and looked at 64 buckets, so one sweep
 //!   frees a handful) or gone round once.
+//! * **Idle keys give their memory back before the table is full.** An
+//!   exact window's idle key still holds its whole log (`limit`
+//!   timestamps), so waiting for pressure to forget it would keep the table
+//!   at its largest. Each insert also moves a hand over the next 4 buckets
+//!   of its shard (the sweep's cursor; the hand of Corbató's CLOCK page
+//!   replacement, 1968, with a fixed step), forgetting the idle keys there: a
+//!   bounded cost per new key, and an idle key is gone once as many new
+//!   keys as a quarter of the shard's buckets have come after it.
 //! * **No sweep when none can succeed.** The shard keeps a lower bound of
 //!   its keys' idle times (exact after a full round, lowered by each insert
 //!   and refund; checks only raise idle times). Until
 //!   the clock passes it, a new key at a full shard meets the
-//!   [`WhenFull`](super::WhenFull) policy at once, O(1). A full round is at
+//!   [`WhenFull`](crate::limit::WhenFull) policy at once, O(1). A full round is at
 //!   most 4,096 buckets, and happens at most once per time the bound is
 //!   passed.
 //! * **Tombstones.** hashbrown marks some removed buckets as deleted rather
@@ -87,108 +95,45 @@
 //! windows take it: 4 shards (the default before `872e474`) 5,986 ns, 64
 //! shards with slack 189 to 224 ns (governor, dashmap's 64 read-locked
 //! shards: 200 to 228). Threads checking the *same* few keys still queue on
-//! their shards' locks; for GCRA, whose state is one word, `tag_table.rs`
+//! their shards' locks; for GCRA, whose state is one word, `store/tags.rs`
 //! removes the lock altogether.
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
 
 use hashbrown::HashTable;
 use parking_lot::Mutex;
 
-use super::keyed::default_shards;
-use super::Decision;
+use super::bound::Census;
+use super::{slack, KeyRule, KeyStore, Outcome, TableTooLarge, MAX_SHARDS};
+use crate::limit::Decision;
 
 /// Keys per shard the default shard count aims for: one full sweep of such
 /// a shard (4,096 buckets) takes a few microseconds.
 pub(crate) const TARGET_SHARD_KEYS: usize = 3072;
 
-/// Shards with a share of at least this many keys hold exactly their share;
-/// smaller shares get slack (see the module docs).
-pub(crate) const EXACT_SHARE_KEYS: usize = 256;
+/// Default shards per available core: enough that two threads rarely want
+/// the same shard's lock (or its reader count) at once; dashmap's default.
+const SHARDS_PER_CORE: usize = 4;
+
+/// The default never splits a window limiter's table (`entries.rs`) so finely
+/// that a shard's share of `max_keys` is below this (GCRA's regions:
+/// `store/tags.rs`). Shares below 256 keys get slack (`entries.rs`),
+/// so that keys hashing unevenly do not fill one shard while the table has
+/// room; at 16 keys the slack is 20 keys, and a table of such shares takes
+/// at most 95 bytes per key of `max_keys` (`u64` keys, one-word state).
+const MIN_SHARD_KEYS: usize = 16;
+
+/// Buckets the hand examines on each insert (see `Shard::hand_step`).
+const HAND_STEP_BUCKETS: usize = 4;
 
 /// Buckets a sweep examines after freeing its first key, so that one sweep
 /// frees several keys for the new keys that follow.
 const SWEEP_AFTER_FIRST_FREE: usize = 64;
 
-pub(crate) mod sealed {
-    /// Only this crate's rules can run in a keyed table.
-    pub trait Sealed {}
-}
-
-/// The per-key rule a [`Keyed`](super::Keyed) limiter applies: GCRA
-/// ([`GcraRule`](super::GcraRule)), the approximate sliding window
-/// ([`SlidingWindowRule`](super::SlidingWindowRule)) or the exact one
-/// ([`ExactWindowRule`](super::ExactWindowRule)). Sealed: the table's
-/// memory bound relies on each rule's idle time being right.
-///
-/// ```
-/// use surgeguard::limit::{Gcra, KeyRule, Quota};
-///
-/// fn limit_of<R: KeyRule>(rule: &R) -> String { format!("{rule:?}") }
-/// let limiter = Gcra::keyed::<u64>(Quota::per_second(1)?).build()?;
-/// assert!(limit_of(limiter.rule()).contains("GcraRule"));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub trait KeyRule: sealed::Sealed + Send + Sync + fmt::Debug + 'static {
-    /// One key's state.
-    #[doc(hidden)]
-    type State: Send + Sync + fmt::Debug;
-
-    /// The key table that holds this rule's states.
-    #[doc(hidden)]
-    type Store<K, S>: KeyStore<K, S, Rule = Self>;
-
-    /// The state of a key never seen (or idle).
-    #[doc(hidden)]
-    fn fresh_state(&self) -> Self::State;
-
-    /// The largest cost one check may ask for.
-    #[doc(hidden)]
-    fn max_cost(&self) -> u32;
-
-    /// Decides a check of `cost` (at most `max_cost`) at `now`, updating the
-    /// state if it is allowed.
-    #[doc(hidden)]
-    fn decide(&self, state: &mut Self::State, now: u64, cost: u32) -> Decision;
-
-    /// Gives back `cost` units taken by an allowed check.
-    #[doc(hidden)]
-    fn refund(&self, state: &mut Self::State, now: u64, cost: u32);
-
-    /// From this time on the state decides exactly as a fresh one would, so
-    /// the key can be forgotten. Never decreases as checks are made.
-    #[doc(hidden)]
-    fn idle_at(&self, state: &Self::State) -> u64;
-
-    /// The limit a decision announces.
-    #[doc(hidden)]
-    fn limit(&self) -> u32;
-
-    /// The policy window a decision announces.
-    #[doc(hidden)]
-    fn policy_window(&self) -> Duration;
-}
-
 struct Slot<K, State> {
     key: K,
     state: State,
-}
-
-/// What a check under the lock decided: a decision, or no room for a new
-/// key.
-#[derive(Debug)]
-pub enum Outcome {
-    /// The check was decided.
-    Decided(Decision),
-    /// The shard (or the whole table) is full of active keys; none of the
-    /// shard's is idle before this time.
-    Full {
-        /// A lower bound of the time a key may go idle and make room.
-        next_idle: u64,
-    },
 }
 
 struct Shard<K, State> {
@@ -209,107 +154,15 @@ struct Shard<K, State> {
 #[repr(align(128))]
 struct PaddedShard<K, State>(Mutex<Shard<K, State>>);
 
-/// What a table whose shards' caps add up to more than `max_keys` shares
-/// between its shards. On cache lines of its own: it is written when a key
-/// is inserted or forgotten, and the table's other fields are read by every
-/// check.
-#[repr(align(128))]
-struct Room {
-    /// Places the whole table has left: `max_keys` less the keys tracked.
-    free: AtomicUsize,
-    /// No tracked key, in any shard, is idle before this: lowered by each
-    /// insert and refund, raised only by a scan of every shard that found
-    /// none idle.
-    no_idle_before: AtomicU64,
-}
-
 /// `max_keys` keys at most, in `shards` shards, each keyed by hash.
 pub struct Table<K, R: KeyRule, S> {
     shards: Box<[PaddedShard<K, R::State>]>,
-    /// `None` when the shards hold exact shares (their caps add up to
-    /// `max_keys`).
-    room: Option<Box<Room>>,
+    /// The table-wide bound-keeping (`bound.rs`); `None` when the shards
+    /// hold exact shares (their caps add up to `max_keys`).
+    room: Option<Box<Census>>,
     hasher: S,
     rule: R,
     max_keys: usize,
-}
-
-/// The memory for the requested number of keys could not be reserved.
-#[derive(Debug)]
-pub struct TableTooLarge;
-
-/// The operations a [`Keyed`](super::Keyed) limiter needs from its key
-/// table, so that each rule can have the table that suits its state
-/// ([`KeyRule::Store`]): GCRA, whose state is one word, the lock-free
-/// [`TagTable`](super::tag_table::TagTable); the window rules, whose state is
-/// wider, this module's [`Table`]. Public in name only (the module is
-/// private), as a bound of the sealed [`KeyRule`].
-pub trait KeyStore<K, S>: fmt::Debug + Sized {
-    /// The rule whose states the table holds.
-    type Rule: KeyRule;
-
-    /// A table for at most `max_keys` keys in `shards` shards (regions),
-    /// between 1 and `max_keys` (the builder checks); `None` for the
-    /// table's default.
-    fn build(
-        rule: Self::Rule,
-        max_keys: usize,
-        shards: Option<usize>,
-        hasher: S,
-    ) -> Result<Self, TableTooLarge>
-    where
-        K: Hash + Eq + Clone,
-        S: BuildHasher;
-
-    /// The hot part of a check: a tracked key, decided without an exclusive
-    /// lock. `Err(hash)`: the check needs
-    /// [`check_exclusive`](Self::check_exclusive), given the hash.
-    fn check_tracked(&self, key: &K, now: u64, cost: u32) -> Result<Decision, u64>
-    where
-        K: Hash + Eq + Clone,
-        S: BuildHasher;
-
-    /// A check under the lock: a new key (inserted if there is room), or
-    /// one the hot part could not decide.
-    fn check_exclusive(&self, hash: u64, key: &K, now: u64, cost: u32) -> Outcome
-    where
-        K: Hash + Eq + Clone,
-        S: BuildHasher;
-
-    /// Gives back `cost` to `key`; false if the key is not tracked.
-    fn refund(&self, key: &K, now: u64, cost: u32) -> bool
-    where
-        K: Hash + Eq + Clone,
-        S: BuildHasher;
-
-    /// Keys tracked now.
-    fn tracked_keys(&self) -> usize;
-
-    /// Bytes the table holds.
-    fn allocated_bytes(&self) -> usize;
-
-    /// Forgets every key idle at `now`; returns how many.
-    fn reclaim_all_idle(&self, now: u64) -> usize;
-
-    /// The rule.
-    fn rule(&self) -> &Self::Rule;
-
-    /// The most keys tracked at once.
-    fn max_keys(&self) -> usize;
-
-    /// Shards (regions) the table is split into.
-    fn shard_count(&self) -> usize;
-}
-
-/// Places a shard with a mean share of `share` keys may hold beyond its
-/// share: `⌈4√share⌉ + 4` below [`EXACT_SHARE_KEYS`], none from there on.
-pub(crate) fn slack(share: usize) -> usize {
-    if share >= EXACT_SHARE_KEYS {
-        return 0;
-    }
-    let square = 16 * share;
-    let root = square.isqrt();
-    root + usize::from(root * root < square) + 4
 }
 
 impl<K, R, S> Table<K, R, S>
@@ -361,12 +214,7 @@ where
             .collect::<Result<Box<[_]>, TableTooLarge>>()?;
         Ok(Table {
             shards,
-            room: (slack > 0).then(|| {
-                Box::new(Room {
-                    free: AtomicUsize::new(max_keys),
-                    no_idle_before: AtomicU64::new(0),
-                })
-            }),
+            room: (slack > 0).then(|| Box::new(Census::new(max_keys))),
             hasher,
             rule,
             max_keys,
@@ -448,6 +296,8 @@ where
             if idle_at > now {
                 shard.insert(hash, key.clone(), state, idle_at, &self.hasher);
                 self.lower_idle_bound(idle_at);
+                let freed = shard.hand_step(now, &self.rule);
+                self.give_room(freed);
             } else {
                 self.give_room(1);
             }
@@ -455,49 +305,19 @@ where
         }
     }
 
-    /// The table is full and shard `own` has room but no idle key: frees
-    /// idle keys of the other shards, keeping one place for the caller
-    /// (`Ok`). Takes one shard's lock at a time, so it cannot
-    /// deadlock with anything. Unless the clock has passed the table's lower
-    /// bound of idle times no key can be idle, and this is O(1); a scan of
-    /// every shard that finds none idle raises the bound to the earliest
-    /// idle time it saw, so such a scan happens at most once per time the
-    /// bound is passed (or lowered by a new key). `Err`: no place, and the
-    /// earliest time a key could go idle.
+    /// The table is full and shard `own` has room but no idle key: the
+    /// census sweeps the other shards (see [`Census::reclaim_elsewhere`]).
     #[cold]
     fn reclaim_elsewhere(&self, own: usize, now: u64) -> Result<(), u64> {
         let Some(room) = &self.room else {
             // Exact shares never get here: the shard's cap is the bound.
             return Err(now);
         };
-        let bound = room.no_idle_before.load(Ordering::Relaxed);
-        if now < bound {
-            return Err(bound);
-        }
-        let count = self.shards.len();
-        let mut earliest = u64::MAX;
-        // The own shard last: it was swept just now.
-        for offset in 1..=count {
-            let mut shard = self.shards[(own + offset) % count].0.lock();
+        room.reclaim_elsewhere(own, self.shards.len(), now, |index| {
+            let mut shard = self.shards[index].0.lock();
             let freed = shard.reclaim_idle(now, &self.rule);
-            if freed > 0 {
-                self.give_room(freed - 1);
-                return Ok(());
-            }
-            earliest = earliest.min(shard.idle_bound);
-        }
-        // Unless an insert or refund lowered the bound meanwhile. (One that
-        // found it already low enough, and so did not write it, can be
-        // missed: its key then waits for this scan's bound, later by at most
-        // the rule's longest idle time.)
-        let _ = room.no_idle_before.compare_exchange(
-            bound,
-            earliest,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
-        // No key at all: keys were forgotten meanwhile, so retry now.
-        Err(if earliest == u64::MAX { now } else { earliest })
+            (freed, shard.idle_bound)
+        })
     }
 
     /// Keeps the table's lower bound of idle times at or below `idle_at`,
@@ -505,9 +325,7 @@ where
     #[inline]
     fn lower_idle_bound(&self, idle_at: u64) {
         if let Some(room) = &self.room {
-            if idle_at < room.no_idle_before.load(Ordering::Relaxed) {
-                room.no_idle_before.fetch_min(idle_at, Ordering::Relaxed);
-            }
+            room.lower_idle_bound(idle_at);
         }
     }
 
@@ -521,15 +339,7 @@ where
     /// for exact shares, where the shard's own cap is the bound).
     #[inline]
     fn take_room(&self) -> bool {
-        match &self.room {
-            None => true,
-            Some(room) => room
-                .free
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |free| {
-                    free.checked_sub(1)
-                })
-                .is_ok(),
-        }
+        self.room.as_ref().is_none_or(|room| room.take_place())
     }
 
     /// Gives back `cost` to `key`; returns false if the key is not tracked.
@@ -551,9 +361,16 @@ impl<K, R: KeyRule, S> Table<K, R, S> {
     /// Gives `places` back to the table's room.
     #[inline]
     fn give_room(&self, places: usize) {
-        if let (Some(room), true) = (&self.room, places > 0) {
-            room.free.fetch_add(places, Ordering::Relaxed);
+        if let Some(room) = &self.room {
+            room.give_places(places);
         }
+    }
+
+    /// Places the table-wide count holds taken (`None`: exact shares, no
+    /// table-wide count).
+    #[cfg(all(test, not(surgeguard_loom)))]
+    pub(crate) fn places_taken(&self) -> Option<usize> {
+        self.room.as_ref().map(|room| room.taken())
     }
 
     pub(crate) fn tracked_keys(&self) -> usize {
@@ -680,7 +497,40 @@ impl<K, R: KeyRule, S> KeyStore<K, S> for Table<K, R, S> {
     }
 }
 
+/// The default shard count of the locked table .
+pub(crate) fn default_shards(max_keys: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let for_cores = (cores * SHARDS_PER_CORE).min(max_keys / MIN_SHARD_KEYS);
+    let for_sweeps = max_keys.div_ceil(TARGET_SHARD_KEYS);
+    for_cores.max(for_sweeps).clamp(1, MAX_SHARDS)
+}
+
 impl<K, State> Shard<K, State> {
+    /// One step of the hand that gives idle keys' memory back before the
+    /// table is under pressure: removes the idle keys in the
+    /// [`HAND_STEP_BUCKETS`] buckets from the cursor on (an exact window's
+    /// idle key holds a whole log). Taken on each insert, so it costs a
+    /// bounded amount per new key and goes round a shard once per
+    /// `buckets / HAND_STEP_BUCKETS` new keys. Returns how many it freed.
+    fn hand_step<R: KeyRule<State = State>>(&mut self, now: u64, rule: &R) -> usize {
+        if now < self.idle_bound {
+            return 0;
+        }
+        let buckets = self.table.num_buckets();
+        let mut freed = 0;
+        for _ in 0..HAND_STEP_BUCKETS.min(buckets) {
+            let index = self.cursor;
+            self.cursor = (self.cursor + 1) & (buckets - 1);
+            if let Ok(entry) = self.table.get_bucket_entry(index) {
+                if rule.idle_at(&entry.get().state) <= now {
+                    entry.remove();
+                    freed += 1;
+                }
+            }
+        }
+        freed
+    }
+
     /// Sweeps for idle keys from the cursor; returns how many it freed.
     fn reclaim_idle<R: KeyRule<State = State>>(&mut self, now: u64, rule: &R) -> usize {
         if now < self.idle_bound {
@@ -744,10 +594,13 @@ impl<K, R: KeyRule, S> fmt::Debug for Table<K, R, S> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicU64;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     use super::*;
-    use crate::limit::{GcraRule, Quota};
+
+    use super::super::EXACT_SHARE_KEYS;
+    use crate::limit::gcra_rule::GcraRule;
+    use crate::limit::Quota;
 
     fn gcra_table(max_keys: usize, shards: usize) -> Table<u64, GcraRule, ahash::RandomState> {
         let rule = GcraRule::new(Quota::per_second(1_000).unwrap());
@@ -758,7 +611,7 @@ mod tests {
         table
             .room
             .as_ref()
-            .map(|room| room.free.load(Ordering::Relaxed))
+            .map(|room| table.max_keys - room.taken())
             .unwrap()
     }
 
@@ -924,12 +777,7 @@ mod tests {
             refused_until(table.check(&ones[20], 5 * MS, 1)),
             Some(6 * MS)
         );
-        let bound = table
-            .room
-            .as_ref()
-            .unwrap()
-            .no_idle_before
-            .load(Ordering::Relaxed);
+        let bound = table.room.as_ref().unwrap().idle_bound();
         assert_eq!(bound, 6 * MS, "the scan raised the table's bound");
         // Before it, a refusal is O(1): the bound answers.
         assert_eq!(
