@@ -169,6 +169,48 @@ fn tiered(tier: impl RemoteTier, local: Cache<u64, String>) -> TieredCache<u64, 
         .unwrap()
 }
 
+/// The invalidating instance does not hear its own announcement, so a read
+/// of its own that fetched the old value while the shared tier still held
+/// it must not be kept past the invalidate. (Broke: the local tier was
+/// cleared only before the shared tier's removal, and the old value stayed
+/// for the local time-to-live.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_racing_an_invalidate_on_the_same_instance_keeps_the_old_value() {
+    let clock = ManualClock::new();
+    let tier = MemoryTier::new(clock.clone());
+    let gated = Gated::new(tier.clone());
+    let cache = tiered(gated.clone(), local(&clock));
+    let first = cache
+        .get_or_load(&1, |_| async { "old".to_owned() })
+        .await
+        .unwrap();
+    assert_eq!(first, "old");
+    gated.remove.close();
+    let invalidating = {
+        let cache = cache.clone();
+        tokio::spawn(async move { cache.invalidate(&1).await })
+    };
+    until("the invalidate reaches the shared tier", || {
+        gated.remove.arrived() == 1
+    })
+    .await;
+    // Read meanwhile on the same instance: its local tier was cleared, the
+    // shared tier still holds "old" (the removal is held at the gate).
+    let during = cache
+        .get_or_load(&1, |_| async { "reloaded".to_owned() })
+        .await
+        .unwrap();
+    assert_eq!(during, "old", "a read concurrent with the invalidate");
+    gated.remove.open();
+    invalidating.await.unwrap().unwrap();
+    assert_eq!(cache.get(&1), None, "the old value outlived the invalidate");
+    let after = cache
+        .get_or_load(&1, |_| async { "reloaded".to_owned() })
+        .await
+        .unwrap();
+    assert_eq!(after, "reloaded");
+}
+
 /// A loader that panics while another instance waits for it: the lease
 /// goes back at once, so the waiter loads without waiting out the lease
 /// (the manual clock never moves, so only a release lets it through).

@@ -234,6 +234,10 @@ where
             .encode(key, &mut encoded_key)
             .map_err(|error| TierError::Refused(error.to_string()))?;
         let result = self.through.remote.remove(&encoded_key).await;
+        // A read here between the first removal and the shared tier's may
+        // have fetched the old value again and kept it; this instance does
+        // not hear its own announcement, so drop the key once more.
+        self.local.remove(key);
         self.count_failure(result)
     }
 
