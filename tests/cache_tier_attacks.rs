@@ -211,6 +211,40 @@ async fn a_read_racing_an_invalidate_on_the_same_instance_keeps_the_old_value() 
     assert_eq!(after, "reloaded");
 }
 
+/// A load cancelled by its timeout while its value is being written must
+/// give the lease back, as a load cancelled earlier does. (Broke: the guard
+/// was disarmed before the write, so the lease stayed held until it
+/// expired, and the fleet waited that long.) The fill never returns, so the
+/// timeout is certain to fire during it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_cancelled_while_its_value_is_written_strands_the_lease() {
+    let clock = ManualClock::new();
+    let tier = MemoryTier::new(clock.clone());
+    let gated = Gated::new(tier.clone());
+    let impatient = Cache::builder()
+        .max_capacity(100)
+        .clock(clock.clone())
+        .load_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let cache = tiered(gated.clone(), impatient);
+    gated.fill.close();
+    let outcome = cache
+        .get_or_load(&2, |_| async { "loaded".to_owned() })
+        .await;
+    assert_eq!(outcome, Err(LoadError::TimedOut));
+    assert_eq!(gated.fill.arrived(), 1, "the timeout hit during the write");
+    // The manual clock never moves: only a release frees the lease.
+    until("the lease is given back", || !tier.leased(&key_bytes(2))).await;
+    let other = tiered(tier.join(), local(&clock));
+    let value = other
+        .get_or_load(&2, |_| async { "other".to_owned() })
+        .await
+        .unwrap();
+    assert_eq!(value, "other");
+    assert_eq!(other.stats().fleet_waits, 0, "nobody waited out the lease");
+}
+
 /// A loader that panics while another instance waits for it: the lease
 /// goes back at once, so the waiter loads without waiting out the lease
 /// (the manual clock never moves, so only a release lets it through).
