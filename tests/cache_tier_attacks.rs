@@ -482,6 +482,60 @@ mod against_redis {
         .await;
     }
 
+    fn redis_key(prefix: &str, key: &[u8], kind: u8) -> Vec<u8> {
+        let mut bytes = prefix.as_bytes().to_vec();
+        bytes.extend_from_slice(b"{=");
+        bytes.extend_from_slice(key);
+        bytes.push(b'}');
+        bytes.push(kind);
+        bytes
+    }
+
+    /// A lease key with no expiry is none of the tier's (a stray `SET`, a
+    /// key of another type): it must not make every reader of the key wait
+    /// for ever. (Broke: the fetch reported it busy with 0 ms left, and a
+    /// reader polled it every millisecond, for ever without a load
+    /// timeout.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lease_key_that_never_expires_stalls_the_fleet_for_ever() {
+        let Some(redis) =
+            redis_support::start("a_lease_key_that_never_expires_stalls_the_fleet_for_ever")
+        else {
+            return;
+        };
+        let mut plain = redis.connection().await;
+        let _: () = redis::cmd("SET")
+            .arg(redis_key("stray:", &key_bytes(1), b'l'))
+            .arg("not a lease of ours")
+            .query_async(&mut plain)
+            .await
+            .unwrap();
+        let _: () = redis::cmd("HSET")
+            .arg(redis_key("stray:", &key_bytes(2), b'l'))
+            .arg("a")
+            .arg("hash")
+            .query_async(&mut plain)
+            .await
+            .unwrap();
+        // No load timeout: only the lease bounds the wait.
+        let reader = instance(&redis.url(), "stray:", Duration::from_millis(300)).await;
+        for key in [1, 2] {
+            let read = tokio::time::timeout(
+                HANG_GUARD,
+                reader
+                    .cache
+                    .get_or_load(&key, |key| async move { format!("value {key}") }),
+            )
+            .await;
+            assert_eq!(
+                read.expect("the reader waited for a lease that never ends")
+                    .unwrap(),
+                format!("value {key}")
+            );
+        }
+        assert_eq!(reader.cache.stats().lease_takeovers, 2);
+    }
+
     /// A lease holder whose whole runtime shuts down mid-load (the process
     /// going away, as near as one test process gets): another instance
     /// takes over after the lease, and the shutdown panics nowhere.
