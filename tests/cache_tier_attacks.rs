@@ -536,6 +536,67 @@ mod against_redis {
         assert_eq!(reader.cache.stats().lease_takeovers, 2);
     }
 
+    /// Two caches built on one tier (it is shared by `Arc`, which the
+    /// trait invites): building the second must not silence the first,
+    /// and each must hear the other's writes although they carry the same
+    /// instance id. (Broke: the second subscription aborted the first.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_cache_on_one_tier_silences_the_first() {
+        let Some(redis) = redis_support::start("a_second_cache_on_one_tier_silences_the_first")
+        else {
+            return;
+        };
+        let shared = tier(&redis.url(), "twice:").await;
+        let build = || {
+            TieredCache::builder(
+                Cache::<u64, String>::builder()
+                    .max_capacity(100)
+                    .build()
+                    .unwrap(),
+                Arc::clone(&shared),
+            )
+            .keys(BigEndian)
+            .values(Utf8)
+            .lease(LONG_LEASE)
+            .build()
+            .unwrap()
+        };
+        let first = build();
+        let second = build();
+        subscribed(&shared, 2).await;
+        let writer = instance(&redis.url(), "twice:", LONG_LEASE).await;
+        subscribed(&writer.tier, 1).await;
+        for cache in [&first, &second] {
+            for key in [1, 2] {
+                let value = cache
+                    .get_or_load(&key, |key| async move { format!("value {key}") })
+                    .await
+                    .unwrap();
+                assert_eq!(value, format!("value {key}"));
+            }
+        }
+        assert_eq!(second.stats().remote_hits, 2, "the caches share keys");
+        // Another instance writes: both caches drop their copies.
+        writer.cache.insert(1, "new".into()).await.unwrap();
+        for cache in [&first, &second] {
+            until("the first cache hears the fleet", || {
+                cache.get(&1).as_deref() != Some("value 1")
+            })
+            .await;
+        }
+        // One cache on the tier writes: the other drops its copy too.
+        first.insert(2, "first's".into()).await.unwrap();
+        until("the second cache hears the first", || {
+            second.get(&2).as_deref() != Some("value 2")
+        })
+        .await;
+        let read = second
+            .get_or_load(&2, |_| async { panic!("shared") })
+            .await
+            .unwrap();
+        assert_eq!(read, "first's");
+    }
+
     /// A lease holder whose whole runtime shuts down mid-load (the process
     /// going away, as near as one test process gets): another instance
     /// takes over after the lease, and the shutdown panics nowhere.

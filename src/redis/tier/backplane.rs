@@ -8,7 +8,7 @@
 //! the subscription), and the local tier drops everything it may have
 //! missed news of.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,12 +29,28 @@ pub(super) fn message(instance: u64, key: &[u8]) -> Vec<u8> {
     message
 }
 
+/// Which messages are this listener's own.
+pub(super) struct Me {
+    /// The tier's id, which its messages carry.
+    pub(super) instance: u64,
+    /// How many caches the tier serves: with one, a message carrying the
+    /// tier's id is that cache's own write and is skipped; with more, it
+    /// may be another cache's, and is heard.
+    pub(super) caches: Arc<AtomicUsize>,
+}
+
+impl Me {
+    fn wrote(&self, sender: u64) -> bool {
+        sender == self.instance && self.caches.load(Ordering::Acquire) == 1
+    }
+}
+
 /// Listens on `channel` until aborted, calling `listener` for each key
-/// another instance announced.
+/// another instance (or another cache on this tier) announced.
 pub(super) async fn listen(
     client: redis::Client,
     channel: String,
-    instance: u64,
+    me: Me,
     timeout: Duration,
     listener: InvalidationListener,
     subscriptions: Arc<AtomicU64>,
@@ -48,7 +64,7 @@ pub(super) async fn listen(
                 // for the backplane may store from now on.
                 subscriptions.fetch_add(1, Ordering::Release);
                 retry = FIRST_RETRY;
-                hear(pubsub, instance, &listener).await;
+                hear(pubsub, &me, &listener).await;
                 tracing::warn!(%channel, "cache backplane lost; local copies dropped on reconnect");
             }
             None => tracing::debug!(%channel, "cache backplane: cannot subscribe yet"),
@@ -76,14 +92,14 @@ async fn subscribe(
     }
 }
 
-async fn hear(pubsub: redis::aio::PubSub, instance: u64, listener: &InvalidationListener) {
+async fn hear(pubsub: redis::aio::PubSub, me: &Me, listener: &InvalidationListener) {
     let mut messages = pubsub.into_on_message();
     while let Some(message) = messages.next().await {
         let payload = message.get_payload_bytes();
         let Some((sender, key)) = payload.split_first_chunk::<8>() else {
             continue;
         };
-        if u64::from_be_bytes(*sender) != instance {
+        if !me.wrote(u64::from_be_bytes(*sender)) {
             listener(Invalidation::Key(key));
         }
     }
