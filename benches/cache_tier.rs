@@ -23,7 +23,10 @@ mod redis_support;
 const KEYS: u64 = 1_000;
 
 fn local() -> Cache<u64, String> {
-    Cache::builder().max_capacity(10_000).build().expect("a cache")
+    Cache::builder()
+        .max_capacity(10_000)
+        .build()
+        .expect("a cache")
 }
 
 fn tiered(runtime: &tokio::runtime::Runtime, url: &str, prefix: &str) -> TieredCache<u64, String> {

@@ -67,7 +67,10 @@ fn local_cache() -> Cache<u64, String> {
         .expect("valid settings")
 }
 
-async fn instance(url: &str, prefix: &str) -> Result<TieredCache<u64, String>, Box<dyn std::error::Error>> {
+async fn instance(
+    url: &str,
+    prefix: &str,
+) -> Result<TieredCache<u64, String>, Box<dyn std::error::Error>> {
     let tier = RedisTier::builder(url)
         .prefix(prefix)
         .timeout(Duration::from_millis(500))
@@ -109,7 +112,11 @@ async fn storm_local(instances: usize) -> f64 {
     loads.load(Ordering::Relaxed) as f64 / KEYS as f64
 }
 
-async fn storm_tiered(url: &str, prefix: &str, instances: usize) -> Result<f64, Box<dyn std::error::Error>> {
+async fn storm_tiered(
+    url: &str,
+    prefix: &str,
+    instances: usize,
+) -> Result<f64, Box<dyn std::error::Error>> {
     let loads = Arc::new(AtomicU64::new(0));
     let mut fleet = Vec::new();
     for _ in 0..instances {
@@ -167,7 +174,9 @@ async fn remote_hit(url: &str) -> Result<(Duration, Duration), Box<dyn std::erro
     for key in 0..1_000u64 {
         let started = Instant::now();
         let value = reader
-            .get_or_try_load(&key, |_| async { Err::<String, _>(std::io::Error::other("the value is in Redis")) })
+            .get_or_try_load(&key, |_| async {
+                Err::<String, _>(std::io::Error::other("the value is in Redis"))
+            })
             .await?;
         took.push(started.elapsed());
         assert_eq!(value, format!("product {key}"));
@@ -193,7 +202,11 @@ impl Drop for KillOnDrop {
 /// A private `redis-server` on a free loopback port, or `None` when the
 /// binary is not installed.
 fn start_redis() -> Option<(String, Child)> {
-    let port = TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
     let child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
