@@ -105,8 +105,10 @@ pub enum Fetch {
     },
 }
 
-/// Proof of holding a key's lease: an unguessable token only its holder
-/// knows, so a holder whose lease expired cannot clear its successor's.
+/// Proof of holding a key's lease: a token unique to one lease, so a holder
+/// whose lease expired cannot clear its successor's by mistake. (It is not
+/// a secret: [`RedisTier`](crate::redis::RedisTier)'s tokens are its
+/// instance id, which its backplane messages carry, and a counter.)
 #[derive(Clone, PartialEq, Eq)]
 pub struct LeaseToken(pub(crate) Arc<str>);
 
@@ -124,8 +126,8 @@ impl LeaseToken {
 
 impl fmt::Debug for LeaseToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The token is a secret of its holder; a log line must not let
-        // someone else clear the lease.
+        // Kept out of logs all the same: a token copied from a log line
+        // into a script would clear a live lease.
         f.write_str("LeaseToken(..)")
     }
 }
