@@ -846,4 +846,65 @@ mod against_redis {
         assert_eq!(waiter.await.unwrap().unwrap(), "waiter's own");
         assert_eq!(waiting.cache.stats().local_loads, 1);
     }
+
+    /// A cache dropped while the tier it was built on lives on (kept for
+    /// its stats, or shared with a second cache): its local tier must be
+    /// freed, not kept alive for ever by the tier's backplane listener.
+    /// (Broke once every subscription was kept: the tier held the
+    /// listener, which held the local cache.) Dropping frees at once, so
+    /// the wait is for nothing but the check.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_cache_is_kept_alive_by_its_tier() {
+        let Some(redis) = redis_support::start("a_dropped_cache_is_kept_alive_by_its_tier") else {
+            return;
+        };
+        let shared = tier(&redis.url(), "gone:").await;
+        let build = || {
+            TieredCache::builder(
+                Cache::<u64, Arc<str>>::builder()
+                    .max_capacity(100)
+                    .build()
+                    .unwrap(),
+                Arc::clone(&shared),
+            )
+            .keys(BigEndian)
+            .values(Utf8)
+            .lease(LONG_LEASE)
+            .build()
+            .unwrap()
+        };
+        let doomed = build();
+        subscribed(&shared, 1).await;
+        let value = doomed
+            .get_or_load(&1, |_| async { Arc::<str>::from("held locally") })
+            .await
+            .unwrap();
+        let held = Arc::downgrade(&value);
+        drop(value);
+        assert!(held.upgrade().is_some(), "the local tier holds it");
+        drop(doomed);
+        until("the dropped cache's local tier is freed", || {
+            held.upgrade().is_none()
+        })
+        .await;
+        // The tier still serves a cache built on it afterwards, which
+        // hears the fleet.
+        let next = build();
+        subscribed(&shared, 2).await;
+        let read = next
+            .get_or_load(&1, |_| async { panic!("shared") })
+            .await
+            .unwrap();
+        assert_eq!(&*read, "held locally");
+        let writer = instance(&redis.url(), "gone:", LONG_LEASE).await;
+        subscribed(&writer.tier, 1).await;
+        let mut plain = redis.connection().await;
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg("gone:invalidations")
+            .arg([&[9u8; 8][..], &key_bytes(1)[..]].concat())
+            .query_async(&mut plain)
+            .await
+            .unwrap();
+        until("the new cache hears the fleet", || next.get(&1).is_none()).await;
+    }
 }

@@ -57,7 +57,9 @@ pub trait RemoteTier: Send + Sync + 'static {
     fn remove<'a>(&'a self, key: &'a [u8]) -> TierFuture<'a, ()>;
 
     /// Calls `listener` for every key another instance stored or removed,
-    /// for as long as the tier lives. When messages may have been lost (the
+    /// for as long as the tier lives and the caller keeps a clone of
+    /// `listener` (a tier may hold it weakly, so that a dropped cache is
+    /// not kept alive by its tier). When messages may have been lost (the
     /// connection to the backplane was lost and made again), it is called
     /// with [`Invalidation::All`].
     fn subscribe(&self, listener: InvalidationListener);

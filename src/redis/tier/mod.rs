@@ -44,7 +44,9 @@ use crate::clock::{Clock, SystemClock};
 /// * **One tier per cache**, usually. Several caches built on one tier
 ///   (through an `Arc`) share its keys and each keeps its own
 ///   subscription; as their writes carry the same instance id, each then
-///   hears every write made through the tier, its own included.
+///   hears every write made through the tier, its own included. The tier
+///   holds each cache's listener weakly: a dropped cache is freed, and its
+///   subscription ends at the next message.
 ///
 /// ```no_run
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -290,7 +292,7 @@ impl RemoteTier for RedisTier {
                 caches: Arc::clone(&self.listeners),
             },
             self.connection.timeout(),
-            listener,
+            Arc::downgrade(&listener),
             Arc::clone(&self.stats.subscriptions),
         ));
         // Every cache on this tier keeps listening: a second cache built on
