@@ -426,6 +426,48 @@ async fn a_tier_refusing_every_call_reaches_a_reader() {
     assert_eq!((stats.local_loads, stats.remote_errors), (1, 3));
 }
 
+/// The same, for values: eight bytes or a panic.
+struct UnwrappingValues;
+
+impl surgeguard::cache::tier::Codec<String> for UnwrappingValues {
+    fn encode(
+        &self,
+        value: &String,
+        out: &mut Vec<u8>,
+    ) -> Result<(), surgeguard::cache::tier::EncodeError> {
+        out.extend_from_slice(value.as_bytes());
+        Ok(())
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<String, surgeguard::cache::tier::DecodeError> {
+        assert_eq!(bytes.len(), 8, "not eight bytes");
+        Ok(String::from_utf8_lossy(bytes).into_owned())
+    }
+}
+
+/// Junk a stray writer left in the shared tier, read with a value codec
+/// that panics on it: a miss, counted, loaded and written over, as an
+/// error from the codec would be. (Broke: every read of the key failed
+/// with `Panicked` until the junk expired from the shared tier.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_codec_that_panics_on_junk_makes_its_key_unreadable() {
+    let clock = ManualClock::new();
+    let tier = MemoryTier::new(clock.clone());
+    let cache = TieredCache::builder(local(&clock), tier.clone())
+        .keys(BigEndian)
+        .values(UnwrappingValues)
+        .lease(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    tier.put_raw(&key_bytes(7), b"junk");
+    let read = cache
+        .get_or_load(&7, |_| async { "8 bytes!".to_owned() })
+        .await;
+    assert_eq!(read.as_deref(), Ok("8 bytes!"));
+    assert_eq!(cache.stats().decode_errors, 1);
+    assert_eq!(tier.holds(&key_bytes(7)).as_deref(), Some(&b"8 bytes!"[..]));
+}
+
 #[cfg(feature = "redis")]
 mod against_redis {
     //! The same attacks where only a real Redis can answer: its scripts,
@@ -434,6 +476,25 @@ mod against_redis {
     use super::*;
     use surgeguard::cache::tier::RawBytes;
     use surgeguard::redis::RedisTier;
+
+    /// A key codec of the user's own that unwraps instead of refusing: eight
+    /// bytes or a panic.
+    struct Unwrapping;
+
+    impl surgeguard::cache::tier::Codec<u64> for Unwrapping {
+        fn encode(
+            &self,
+            value: &u64,
+            out: &mut Vec<u8>,
+        ) -> Result<(), surgeguard::cache::tier::EncodeError> {
+            out.extend_from_slice(&value.to_be_bytes());
+            Ok(())
+        }
+
+        fn decode(&self, bytes: &[u8]) -> Result<u64, surgeguard::cache::tier::DecodeError> {
+            Ok(u64::from_be_bytes(bytes.try_into().unwrap()))
+        }
+    }
 
     /// A hang guard for calls to a server that is up; never reached.
     const UP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -906,5 +967,50 @@ mod against_redis {
             .await
             .unwrap();
         until("the new cache hears the fleet", || next.get(&1).is_none()).await;
+    }
+
+    /// One junk message on the backplane channel, read with a key codec
+    /// that panics on it: counted as a decode error, and the listener
+    /// keeps listening. (Broke: the panic ended the listener's task, and
+    /// the instance never heard an invalidation again, silently.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_key_codec_that_panics_on_junk_deafens_the_backplane() {
+        let Some(redis) =
+            redis_support::start("a_key_codec_that_panics_on_junk_deafens_the_backplane")
+        else {
+            return;
+        };
+        let shared = tier(&redis.url(), "panicky:").await;
+        let cache = TieredCache::builder(
+            Cache::<u64, String>::builder()
+                .max_capacity(100)
+                .build()
+                .unwrap(),
+            Arc::clone(&shared),
+        )
+        .keys(Unwrapping)
+        .values(Utf8)
+        .lease(LONG_LEASE)
+        .build()
+        .unwrap();
+        subscribed(&shared, 1).await;
+        cache
+            .get_or_load(&1, |_| async { "value 1".to_owned() })
+            .await
+            .unwrap();
+        let mut plain = redis.connection().await;
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg("panicky:invalidations")
+            .arg([&[7u8; 8][..], b"abc"].concat())
+            .query_async(&mut plain)
+            .await
+            .unwrap();
+        let writer = instance(&redis.url(), "panicky:", LONG_LEASE).await;
+        writer.cache.insert(1, "new".into()).await.unwrap();
+        until("the listener hears the fleet after the junk", || {
+            cache.get(&1).is_none()
+        })
+        .await;
+        assert_eq!(cache.stats().decode_errors, 1);
     }
 }

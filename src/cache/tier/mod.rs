@@ -154,7 +154,7 @@ where
             TierCounters::bump(&counters.invalidations_heard);
             match invalidation {
                 Invalidation::All => listening.invalidate_all(),
-                Invalidation::Key(bytes) => match keys.decode(bytes) {
+                Invalidation::Key(bytes) => match codec::decode_guarded(&*keys, bytes) {
                     Ok(key) => {
                         listening.remove(&key);
                     }

@@ -23,7 +23,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::codec::Codec;
+use super::codec::{decode_guarded, Codec};
 use super::remote::{Fetch, FetchRequest, LeaseToken, RemoteTier, TierError};
 use super::stats::TierCounters;
 
@@ -82,7 +82,7 @@ impl<K: 'static, V: 'static> Through<K, V> {
                 }
             };
             match fetched {
-                Fetch::Value(bytes) => match self.values.decode(&bytes) {
+                Fetch::Value(bytes) => match decode_guarded(&*self.values, &bytes) {
                     Ok(value) => {
                         TierCounters::bump(&self.counters.remote_hits);
                         return Ok(value);
@@ -92,7 +92,7 @@ impl<K: 'static, V: 'static> Through<K, V> {
                         return self.load_over_undecodable(key, &encoded, load).await;
                     }
                 },
-                Fetch::Stale(bytes) => match self.values.decode(&bytes) {
+                Fetch::Stale(bytes) => match decode_guarded(&*self.values, &bytes) {
                     Ok(value) => {
                         TierCounters::bump(&self.counters.remote_stale);
                         return Ok(value);
@@ -177,7 +177,7 @@ impl<K: 'static, V: 'static> Through<K, V> {
         };
         match self.remote.fetch(key, want).await {
             Ok(Fetch::Value(bytes) | Fetch::Stale(bytes)) => {
-                self.values.decode(&bytes).unwrap_or(ours)
+                decode_guarded(&*self.values, &bytes).unwrap_or(ours)
             }
             // Invalidated: nothing newer to serve. A lease taken by this
             // look is not wanted.
