@@ -3,7 +3,8 @@
 //! Bytes from the shared tier are input like any other: another version of
 //! the service, a stray writer or a truncated reply may have put them
 //! there. A value that does not decode is a [`DecodeError`], which the
-//! tiered cache counts and treats as a miss; decoding never panics.
+//! tiered cache counts and treats as a miss; decoding never panics (and a
+//! panic in a codec of your own is taken as a `DecodeError`).
 
 use std::fmt;
 
@@ -62,6 +63,18 @@ impl DecodeError {
     pub fn new(why: impl fmt::Display) -> Self {
         DecodeError(why.to_string())
     }
+}
+
+/// Decodes `bytes` with `codec`, a panic in it (a codec that unwraps what
+/// it should refuse) taken as a [`DecodeError`]: the bytes come from the
+/// network, and one junk message must not take down the backplane's
+/// listener, nor one junk value every read of its key.
+pub(crate) fn decode_guarded<T: 'static>(
+    codec: &dyn Codec<T>,
+    bytes: &[u8],
+) -> Result<T, DecodeError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| codec.decode(bytes)))
+        .unwrap_or_else(|_| Err(DecodeError::new("the codec panicked on these bytes")))
 }
 
 /// `String`s as their UTF-8 bytes; bytes that are not UTF-8 do not decode.

@@ -106,6 +106,10 @@ use through::Through;
 pub struct TieredCache<K, V, S = ahash::RandomState> {
     local: Cache<K, V, S>,
     through: Arc<Through<K, V>>,
+    /// What the shared tier calls with the fleet's invalidations, kept
+    /// here because the tier may hold it weakly: it lives as long as a
+    /// handle does.
+    heard: InvalidationListener,
 }
 
 impl<K, V, S> Clone for TieredCache<K, V, S> {
@@ -113,6 +117,7 @@ impl<K, V, S> Clone for TieredCache<K, V, S> {
         TieredCache {
             local: self.local.clone(),
             through: Arc::clone(&self.through),
+            heard: Arc::clone(&self.heard),
         }
     }
 }
@@ -142,13 +147,14 @@ where
         let keys = Arc::clone(&through.keys);
         let counters = Arc::clone(&through.counters);
         // The listener holds the local tier, the key codec and the
-        // counters, not the remote tier, which keeps it: no cycle outlives
-        // the last handle.
+        // counters, not the remote tier, which keeps it (RedisTier
+        // weakly, so a dropped cache frees its local tier even while the
+        // tier lives on): no cycle outlives the last handle.
         let heard: InvalidationListener = Arc::new(move |invalidation| {
             TierCounters::bump(&counters.invalidations_heard);
             match invalidation {
                 Invalidation::All => listening.invalidate_all(),
-                Invalidation::Key(bytes) => match keys.decode(bytes) {
+                Invalidation::Key(bytes) => match codec::decode_guarded(&*keys, bytes) {
                     Ok(key) => {
                         listening.remove(&key);
                     }
@@ -156,8 +162,12 @@ where
                 },
             }
         });
-        through.remote.subscribe(heard);
-        TieredCache { local, through }
+        through.remote.subscribe(Arc::clone(&heard));
+        TieredCache {
+            local,
+            through,
+            heard,
+        }
     }
 
     /// The local tier's value for `key`, if it holds one (no call to the
@@ -234,6 +244,10 @@ where
             .encode(key, &mut encoded_key)
             .map_err(|error| TierError::Refused(error.to_string()))?;
         let result = self.through.remote.remove(&encoded_key).await;
+        // A read here between the first removal and the shared tier's may
+        // have fetched the old value again and kept it; this instance does
+        // not hear its own announcement, so drop the key once more.
+        self.local.remove(key);
         self.count_failure(result)
     }
 

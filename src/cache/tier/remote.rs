@@ -57,7 +57,9 @@ pub trait RemoteTier: Send + Sync + 'static {
     fn remove<'a>(&'a self, key: &'a [u8]) -> TierFuture<'a, ()>;
 
     /// Calls `listener` for every key another instance stored or removed,
-    /// for as long as the tier lives. When messages may have been lost (the
+    /// for as long as the tier lives and the caller keeps a clone of
+    /// `listener` (a tier may hold it weakly, so that a dropped cache is
+    /// not kept alive by its tier). When messages may have been lost (the
     /// connection to the backplane was lost and made again), it is called
     /// with [`Invalidation::All`].
     fn subscribe(&self, listener: InvalidationListener);
@@ -105,8 +107,10 @@ pub enum Fetch {
     },
 }
 
-/// Proof of holding a key's lease: an unguessable token only its holder
-/// knows, so a holder whose lease expired cannot clear its successor's.
+/// Proof of holding a key's lease: a token unique to one lease, so a holder
+/// whose lease expired cannot clear its successor's by mistake. (It is not
+/// a secret: [`RedisTier`](crate::redis::RedisTier)'s tokens are its
+/// instance id, which its backplane messages carry, and a counter.)
 #[derive(Clone, PartialEq, Eq)]
 pub struct LeaseToken(pub(crate) Arc<str>);
 
@@ -124,8 +128,8 @@ impl LeaseToken {
 
 impl fmt::Debug for LeaseToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The token is a secret of its holder; a log line must not let
-        // someone else clear the lease.
+        // Kept out of logs all the same: a token copied from a log line
+        // into a script would clear a live lease.
         f.write_str("LeaseToken(..)")
     }
 }

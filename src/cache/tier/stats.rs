@@ -22,8 +22,9 @@ pub struct TierStats {
     /// Leases taken after waiting for another instance's lease to end
     /// without a value (its holder failed, was cancelled or died).
     pub lease_takeovers: u64,
-    /// Loader calls made with no word from the shared tier (it was
-    /// unavailable, refused the call, or the value could not be encoded).
+    /// Loader calls made without a lease (the shared tier was unavailable
+    /// or refused the call, held a value that did not decode, or the key
+    /// could not be encoded).
     pub local_loads: u64,
     /// Values in the shared tier that did not decode (treated as misses).
     pub decode_errors: u64,

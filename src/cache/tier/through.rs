@@ -23,8 +23,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::codec::Codec;
-use super::remote::{Fetch, FetchRequest, LeaseToken, RemoteTier};
+use super::codec::{decode_guarded, Codec};
+use super::remote::{Fetch, FetchRequest, LeaseToken, RemoteTier, TierError};
 use super::stats::TierCounters;
 
 /// The first wait for another instance's load: about one loopback round
@@ -82,7 +82,7 @@ impl<K: 'static, V: 'static> Through<K, V> {
                 }
             };
             match fetched {
-                Fetch::Value(bytes) => match self.values.decode(&bytes) {
+                Fetch::Value(bytes) => match decode_guarded(&*self.values, &bytes) {
                     Ok(value) => {
                         TierCounters::bump(&self.counters.remote_hits);
                         return Ok(value);
@@ -92,7 +92,7 @@ impl<K: 'static, V: 'static> Through<K, V> {
                         return self.load_over_undecodable(key, &encoded, load).await;
                     }
                 },
-                Fetch::Stale(bytes) => match self.values.decode(&bytes) {
+                Fetch::Stale(bytes) => match decode_guarded(&*self.values, &bytes) {
                     Ok(value) => {
                         TierCounters::bump(&self.counters.remote_stale);
                         return Ok(value);
@@ -138,7 +138,7 @@ impl<K: 'static, V: 'static> Through<K, V> {
         F: FnOnce(K) -> Fut,
         Fut: Future<Output = Result<V, E>>,
     {
-        let lease = HeldLease {
+        let mut lease = HeldLease {
             remote: Arc::clone(&self.remote),
             key: encoded,
             token: Some(token),
@@ -156,16 +156,9 @@ impl<K: 'static, V: 'static> Through<K, V> {
             lease.give_back().await;
             return Ok(value);
         };
-        let Some((key, token)) = lease.disarm() else {
-            return Ok(value);
-        };
-        match self
-            .remote
-            .fill(&key, &bytes, self.settings.remote_ttl, &token)
-            .await
-        {
+        match lease.fill(&bytes, self.settings.remote_ttl).await {
             Ok(true) => Ok(value),
-            Ok(false) => Ok(self.newer_than_ours(&key, value).await),
+            Ok(false) => Ok(self.newer_than_ours(&lease.key, value).await),
             Err(_) => {
                 TierCounters::bump(&self.counters.remote_errors);
                 Ok(value)
@@ -184,7 +177,7 @@ impl<K: 'static, V: 'static> Through<K, V> {
         };
         match self.remote.fetch(key, want).await {
             Ok(Fetch::Value(bytes) | Fetch::Stale(bytes)) => {
-                self.values.decode(&bytes).unwrap_or(ours)
+                decode_guarded(&*self.values, &bytes).unwrap_or(ours)
             }
             // Invalidated: nothing newer to serve. A lease taken by this
             // look is not wanted.
@@ -237,10 +230,11 @@ impl<K: 'static, V: 'static> Through<K, V> {
     }
 }
 
-/// A lease this instance holds while its loader runs. Dropped without
-/// [`disarm`](Self::disarm) (the loader failed, panicked, or the load was
-/// cancelled by its timeout), it gives the lease back from a task of its
-/// own, so the fleet's next reader need not wait out the lease.
+/// A lease this instance holds while its loader runs and its value is
+/// written. Dropped before [`fill`](Self::fill) or
+/// [`give_back`](Self::give_back) returned (the loader panicked, or the
+/// load was cancelled by its timeout), it gives the lease back from a task
+/// of its own, so the fleet's next reader need not wait out the lease.
 struct HeldLease {
     remote: Arc<dyn RemoteTier>,
     key: Vec<u8>,
@@ -248,16 +242,25 @@ struct HeldLease {
 }
 
 impl HeldLease {
-    fn disarm(mut self) -> Option<(Vec<u8>, LeaseToken)> {
-        let token = self.token.take()?;
-        Some((std::mem::take(&mut self.key), token))
+    /// Writes `value` while the lease holds (which gives it back). The
+    /// guard stays armed until the tier answers: a load cancelled during
+    /// the call (its timeout) still gives the lease back, which is harmless
+    /// if the write landed (the token no longer holds anything).
+    async fn fill(&mut self, value: &[u8], ttl: Duration) -> Result<bool, TierError> {
+        let Some(token) = self.token.clone() else {
+            return Ok(false);
+        };
+        let filled = self.remote.fill(&self.key, value, ttl, &token).await;
+        self.token = None;
+        filled
     }
 
     async fn give_back(mut self) {
-        if let Some(token) = self.token.take() {
+        if let Some(token) = self.token.clone() {
             // Best effort: a lost release only makes the next reader wait
-            // for the lease to expire.
+            // for the lease to expire. Armed until it returns, as above.
             let _ = self.remote.release(&self.key, &token).await;
+            self.token = None;
         }
     }
 }

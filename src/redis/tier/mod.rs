@@ -6,7 +6,7 @@ mod backplane;
 mod scripts;
 
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +42,12 @@ use crate::clock::{Clock, SystemClock};
 /// * **The backplane** is Redis pub/sub, which delivers at most once: each
 ///   time the subscription is made (the first time included), the cache
 ///   drops its local tier, as it may have missed news.
+/// * **One tier per cache**, usually. Several caches built on one tier
+///   (through an `Arc`) share its keys and each keeps its own
+///   subscription; as their writes carry the same instance id, each then
+///   hears every write made through the tier, its own included. The tier
+///   holds each cache's listener weakly: a dropped cache is freed, and its
+///   subscription ends at the next message.
 ///
 /// ```no_run
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -63,7 +69,11 @@ pub struct RedisTier {
     channel: String,
     instance: u64,
     leases: AtomicU64,
-    backplane: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// One listener per cache this tier serves.
+    backplane: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// How many caches this tier serves: with more than one, each must hear
+    /// the others' writes, which carry the same instance id as its own.
+    listeners: Arc<AtomicUsize>,
     stats: Counters,
 }
 
@@ -105,7 +115,7 @@ impl std::fmt::Debug for RedisTier {
 
 impl Drop for RedisTier {
     fn drop(&mut self) {
-        if let Some(listening) = self.backplane.lock().take() {
+        for listening in self.backplane.lock().drain(..) {
             listening.abort();
         }
     }
@@ -287,17 +297,21 @@ impl RemoteTier for RedisTier {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        self.listeners.fetch_add(1, Ordering::AcqRel);
         let listening = runtime.spawn(backplane::listen(
             self.connection.client().clone(),
             self.channel.clone(),
-            self.instance,
+            backplane::Me {
+                instance: self.instance,
+                caches: Arc::clone(&self.listeners),
+            },
             self.connection.timeout(),
-            listener,
+            Arc::downgrade(&listener),
             Arc::clone(&self.stats.subscriptions),
         ));
-        if let Some(earlier) = self.backplane.lock().replace(listening) {
-            earlier.abort();
-        }
+        // Every cache on this tier keeps listening: a second cache built on
+        // it must not silence the first.
+        self.backplane.lock().push(listening);
     }
 }
 
@@ -423,7 +437,8 @@ impl RedisTierBuilder {
             prefix: self.prefix,
             instance: instance_id(),
             leases: AtomicU64::new(0),
-            backplane: Mutex::new(None),
+            backplane: Mutex::new(Vec::new()),
+            listeners: Arc::default(),
             stats: Counters::default(),
         })
     }

@@ -13,7 +13,9 @@ use redis::Script;
 
 /// KEYS: value, lease. ARGV: token, lease (ms), fresh for (ms; 0 = any age).
 /// Returns `{1, bytes}` fresh, `{2}` leased, `{3, bytes}` stale and someone
-/// else reloads, `{4, lease_left_ms}` busy.
+/// else reloads, `{4, lease_left_ms}` busy. A lease key with no expiry is
+/// none of ours (ours always expire: a stray `SET`, a key of another type):
+/// it is given one lease's expiry, so it cannot stall the fleet for ever.
 static FETCH_SOURCE: &str = r"
 local got = redis.call('HMGET', KEYS[1], 'v', 'b')
 local value, born = got[1], tonumber(got[2])
@@ -25,9 +27,12 @@ if value then
   if now - born < fresh then return {1, value} end
 end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
-if value then return {3, value} end
 local left = redis.call('PTTL', KEYS[2])
-if left < 0 then left = 0 end
+if left < 0 then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  left = tonumber(ARGV[2])
+end
+if value then return {3, value} end
 return {4, left}
 ";
 
