@@ -7,8 +7,6 @@
 //! is installed, or uses `REDIS_URL`; without either it says so and shows
 //! the local-only fleet alone.
 
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +14,9 @@ use std::time::{Duration, Instant};
 use surgeguard::cache::tier::{BigEndian, TieredCache, Utf8};
 use surgeguard::cache::Cache;
 use surgeguard::redis::RedisTier;
+
+#[path = "support/redis_server.rs"]
+mod redis_server;
 
 /// Distinct keys each fleet's storm asks for.
 const KEYS: u64 = 200;
@@ -26,14 +27,7 @@ const ORIGIN_TIME: Duration = Duration::from_millis(20);
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (url, _server) = match std::env::var("REDIS_URL") {
-        Ok(url) => (Some(url), None),
-        Err(_) => match start_redis() {
-            Some((url, child)) => (Some(url), Some(KillOnDrop(child))),
-            None => (None, None),
-        },
-    };
-    let Some(url) = url else {
+    let Some((url, _server)) = redis_server::url_or_start() else {
         println!("no redis-server on PATH and no REDIS_URL: showing the local-only fleet");
         for instances in [1, 2, 4, 8] {
             let loads = storm_local(instances).await;
@@ -188,38 +182,4 @@ fn percentiles(mut took: Vec<Duration>) -> (Duration, Duration) {
     took.sort();
     let at = |q: f64| took[((took.len() as f64 * q) as usize).min(took.len() - 1)];
     (at(0.50), at(0.99))
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A private `redis-server` on a free loopback port, or `None` when the
-/// binary is not installed.
-fn start_redis() -> Option<(String, Child)> {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
-        .ok()?
-        .port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some((format!("redis://127.0.0.1:{port}/"), child))
 }

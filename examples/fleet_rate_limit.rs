@@ -9,8 +9,6 @@
 //! binary is installed, or uses `REDIS_URL`.
 
 use std::convert::Infallible;
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +19,9 @@ use surgeguard::http::{KeyExtractor, RateLimitLayer, RequestHead};
 use surgeguard::limit::{AllOf, Gcra, LocalThenRemote, Quota};
 use surgeguard::redis::{RedisGcra, RedisLimiter};
 use tower::{service_fn, Layer, Service, ServiceExt};
+
+#[path = "support/redis_server.rs"]
+mod redis_server;
 
 /// Requests per measured configuration.
 const REQUESTS: usize = 20_000;
@@ -108,15 +109,9 @@ async fn redis_limiter(url: &str, prefix: &str, lease: bool) -> RedisLimiter {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (url, _server) = match std::env::var("REDIS_URL") {
-        Ok(url) => (url, None),
-        Err(_) => match start_redis() {
-            Some((url, child)) => (url, Some(KillOnDrop(child))),
-            None => {
-                println!("no redis-server on PATH and no REDIS_URL: nothing to compare");
-                return Ok(());
-            }
-        },
+    let Some((url, _server)) = redis_server::url_or_start() else {
+        println!("no redis-server on PATH and no REDIS_URL: nothing to compare");
+        return Ok(());
     };
     let huge = Quota::per_second(1_000_000_000)?;
     println!(
@@ -174,38 +169,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A private `redis-server` on a free loopback port, or `None` when the
-/// binary is not installed.
-fn start_redis() -> Option<(String, Child)> {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
-        .ok()?
-        .port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some((format!("redis://127.0.0.1:{port}/"), child))
 }

@@ -307,15 +307,8 @@ impl RedisLimiterBuilder {
     /// # Ok(()) }
     /// ```
     pub async fn build(self) -> Result<RedisLimiter, BuildError> {
-        for (what, value) in [("timeout", self.timeout), ("cool-down", self.cool_down)] {
-            if !(Duration::from_millis(1)..=Duration::from_secs(60)).contains(&value) {
-                return Err(BuildError::InvalidDuration { what, value });
-            }
-        }
+        check_failure_policy(self.timeout, self.cool_down, self.failures_to_open)?;
         let target = self.nodes.target(self.timeout)?;
-        if self.failures_to_open == 0 {
-            return Err(BuildError::InvalidFailureThreshold);
-        }
         // The shortest key: prefix, braces, one byte.
         if self.prefix.len() + 3 > self.max_key_len {
             return Err(BuildError::PrefixTooLong {
@@ -424,4 +417,23 @@ impl Nodes {
         };
         target.map_err(|e| BuildError::InvalidUrl(e.to_string()))
     }
+}
+
+/// The failure policy's settings, checked the same way for a limiter and a
+/// cache tier: a timeout and a cool-down of 1 ms to 60 s, a breaker that
+/// opens after at least one failure.
+pub(crate) fn check_failure_policy(
+    timeout: Duration,
+    cool_down: Duration,
+    failures_to_open: u32,
+) -> Result<(), BuildError> {
+    for (what, value) in [("timeout", timeout), ("cool-down", cool_down)] {
+        if !(Duration::from_millis(1)..=Duration::from_secs(60)).contains(&value) {
+            return Err(BuildError::InvalidDuration { what, value });
+        }
+    }
+    if failures_to_open == 0 {
+        return Err(BuildError::InvalidFailureThreshold);
+    }
+    Ok(())
 }

@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use redis::Value;
 
 use super::breaker::{Admit, Breaker, Transition};
-use super::builder::Nodes;
+use super::builder::{check_failure_policy, Nodes};
 use super::connection::{Connection, Failure};
 use super::BuildError;
 use crate::cache::tier::{
@@ -416,15 +416,8 @@ impl RedisTierBuilder {
     /// starts while Redis is down, and the cache serves locally until it is
     /// back).
     pub async fn build(self) -> Result<RedisTier, BuildError> {
-        for (what, value) in [("timeout", self.timeout), ("cool-down", self.cool_down)] {
-            if !(Duration::from_millis(1)..=Duration::from_secs(60)).contains(&value) {
-                return Err(BuildError::InvalidDuration { what, value });
-            }
-        }
+        check_failure_policy(self.timeout, self.cool_down, self.failures_to_open)?;
         let target = self.nodes.target(self.timeout)?;
-        if self.failures_to_open == 0 {
-            return Err(BuildError::InvalidFailureThreshold);
-        }
         if self.prefix.contains(['{', '}']) {
             return Err(BuildError::InvalidPrefix(self.prefix));
         }
