@@ -80,6 +80,45 @@ async fn a_value_over_the_size_limit_stays_local_and_frees_its_lease() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_value_over_this_caches_size_limit_is_a_miss_not_a_read() {
+    let clock = ManualClock::new();
+    let tier = MemoryTier::new(clock.clone());
+    // Another writer (with a larger limit) stored a megabyte under key 3.
+    tier.put_raw(&key_bytes(3), &vec![b'x'; 1 << 20]);
+    let cache = TieredCache::builder(local(&clock), tier.clone())
+        .keys(BigEndian)
+        .values(Utf8)
+        .max_value_bytes(1_024)
+        .build()
+        .unwrap();
+    let value = cache
+        .get_or_load(&3, |_| async { "small".to_owned() })
+        .await
+        .unwrap();
+    assert_eq!(value, "small");
+    assert_eq!(cache.stats().too_large, 1);
+    // Written over with a value this cache can read.
+    assert_eq!(tier.holds(&key_bytes(3)).as_deref(), Some(&b"small"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durations_under_a_millisecond_are_refused() {
+    let clock = ManualClock::new();
+    let built = TieredCache::builder(local(&clock), MemoryTier::new(clock.clone()))
+        .keys(BigEndian)
+        .values(Utf8)
+        .lease(Duration::from_nanos(1))
+        .build();
+    assert!(matches!(
+        built,
+        Err(surgeguard::cache::tier::TierBuildError::InvalidDuration {
+            setting: "lease",
+            ..
+        })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_insert_during_a_fleet_load_wins_over_the_load() {
     let clock = ManualClock::new();
     let tier = MemoryTier::new(clock.clone());

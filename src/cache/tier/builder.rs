@@ -28,8 +28,9 @@ pub enum TierBuildError {
     /// No codec was given for the keys or for the values.
     #[error("no codec for the {0}: set one with TieredCacheBuilder::{0}")]
     MissingCodec(&'static str),
-    /// A duration is zero or longer than [`MAX_DURATION`].
-    #[error("{setting} must be more than zero and at most {MAX_DURATION:?}, not {value:?}")]
+    /// A duration is under 1 ms (the shared tier counts in milliseconds) or
+    /// longer than [`MAX_DURATION`].
+    #[error("{setting} must be at least 1 ms and at most {MAX_DURATION:?}, not {value:?}")]
     InvalidDuration {
         /// The setting.
         setting: &'static str,
@@ -180,8 +181,11 @@ where
     }
 }
 
+/// Every duration of the shared tier becomes Redis milliseconds: less than
+/// one is no time at all (a lease of 1 ns would make fleet-wide single
+/// flight a no-op).
 fn check_duration(setting: &'static str, value: Duration) -> Result<(), TierBuildError> {
-    if value.is_zero() || value > MAX_DURATION {
+    if value < Duration::from_millis(1) || value > MAX_DURATION {
         return Err(TierBuildError::InvalidDuration { setting, value });
     }
     Ok(())

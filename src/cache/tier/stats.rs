@@ -28,8 +28,8 @@ pub struct TierStats {
     pub local_loads: u64,
     /// Values in the shared tier that did not decode (treated as misses).
     pub decode_errors: u64,
-    /// Loaded values not written to the shared tier because they encode to
-    /// more than the size limit.
+    /// Values over the size limit: loaded ones not written to the shared
+    /// tier, and ones found there and not read (treated as misses).
     pub too_large: u64,
     /// Calls to the shared tier that failed (unavailable or refused).
     pub remote_errors: u64,

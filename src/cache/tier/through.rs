@@ -82,25 +82,21 @@ impl<K: 'static, V: 'static> Through<K, V> {
                 }
             };
             match fetched {
-                Fetch::Value(bytes) => match decode_guarded(&*self.values, &bytes) {
-                    Ok(value) => {
+                Fetch::Value(bytes) => match self.read_shared(&bytes) {
+                    Some(value) => {
                         TierCounters::bump(&self.counters.remote_hits);
                         return Ok(value);
                     }
-                    Err(_) => {
-                        TierCounters::bump(&self.counters.decode_errors);
-                        return self.load_over_undecodable(key, &encoded, load).await;
-                    }
+                    None => return self.load_over_undecodable(key, &encoded, load).await,
                 },
-                Fetch::Stale(bytes) => match decode_guarded(&*self.values, &bytes) {
-                    Ok(value) => {
+                Fetch::Stale(bytes) => {
+                    if let Some(value) = self.read_shared(&bytes) {
                         TierCounters::bump(&self.counters.remote_stale);
                         return Ok(value);
                     }
                     // The holder is writing a new value over it: wait for
                     // that one, as for a missing value.
-                    Err(_) => TierCounters::bump(&self.counters.decode_errors),
-                },
+                }
                 Fetch::Leased(token) => {
                     TierCounters::bump(&self.counters.leased_loads);
                     if waited {
@@ -213,6 +209,23 @@ impl<K: 'static, V: 'static> Through<K, V> {
             }
         }
         Ok(value)
+    }
+
+    /// The value in bytes someone stored in the shared tier, or `None` (a
+    /// miss, counted) when they are larger than this cache shares (another
+    /// writer's limit, or not this cache at all) or do not decode.
+    fn read_shared(&self, bytes: &[u8]) -> Option<V> {
+        if bytes.len() > self.settings.max_value_bytes {
+            TierCounters::bump(&self.counters.too_large);
+            return None;
+        }
+        match decode_guarded(&*self.values, bytes) {
+            Ok(value) => Some(value),
+            Err(_) => {
+                TierCounters::bump(&self.counters.decode_errors);
+                None
+            }
+        }
     }
 
     /// `value`'s bytes, or `None` when they are not to be shared (too
