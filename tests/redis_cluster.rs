@@ -71,6 +71,64 @@ async fn keys_spread_over_every_master_and_no_script_crosses_slots() {
     }
 }
 
+#[cfg(feature = "tower")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_layers_on_a_cluster_admit_exactly_the_shared_quota() {
+    use surgeguard::http::{HeaderKey, RateLimitLayer};
+    use tower::{service_fn, Layer, ServiceExt};
+
+    let Some(cluster) = cluster::start("four_layers_on_a_cluster_admit_exactly_the_shared_quota")
+    else {
+        return;
+    };
+    let urls = seeds(&cluster);
+    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let admitted = Arc::new(AtomicU64::new(0));
+    let mut fleet = Vec::new();
+    for _ in 0..4 {
+        let limiter = RedisGcra::cluster(&urls, per_day(10))
+            .prefix("layers:")
+            .timeout(UP_TIMEOUT)
+            .build()
+            .await
+            .unwrap();
+        let admitted = Arc::clone(&admitted);
+        let handler = service_fn(move |_: http::Request<()>| {
+            admitted.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, std::convert::Infallible>(http::Response::new(String::new())) }
+        });
+        fleet.push(
+            RateLimitLayer::new(limiter)
+                .key(HeaderKey::new(http::HeaderName::from_static("x-api-key")))
+                .layer(handler),
+        );
+    }
+    // Three clients, forty requests each, spread over the four servers:
+    // their keys live on different masters.
+    for client in ["alice", "bob", "carol"] {
+        let mut statuses = Vec::new();
+        for request in 0..40 {
+            let response = fleet[request % 4]
+                .clone()
+                .oneshot(
+                    http::Request::builder()
+                        .header("x-api-key", client)
+                        .body(())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            statuses.push(response.status().as_u16());
+        }
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            10,
+            "{client}: {statuses:?}"
+        );
+    }
+    assert_eq!(admitted.load(Ordering::SeqCst), 30);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_killed_mid_run_fails_over_without_errors_or_over_admission() {
     let Some(mut cluster) =
