@@ -1,0 +1,442 @@
+//! The load tester attacked: servers that misbehave on purpose, input
+//! meant to break it, and figures chosen to trip the knee finder and the
+//! settings it prints.
+//!
+//! Every server here is started by the test on 127.0.0.1 with an ephemeral
+//! port. No assertion depends on how fast the machine is: a latency is only
+//! bounded from below (a slow machine only makes it longer), a count is one
+//! the client guarantees whatever the interleaving (every request sent has
+//! exactly one outcome), and an ending is one the server's behaviour forces.
+//! The knee finder is fed outcomes built by hand, so those tests involve no
+//! time at all.
+
+#![cfg(feature = "loadtest")]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use surgeguard::limit::{Gcra, Quota};
+use surgeguard::loadtest::{
+    find_knee, inflight_from_metrics, play, steps, ClientSettings, Due, Ending, Knee, LatencyBound,
+    LoadTest, NoKnee, Outcome, Recommendation, Requests, Schedule, StepFailure, TargetError,
+};
+use surgeguard::shed::{AdaptiveLimit, Shedder};
+
+// ---------------------------------------------------------------------------
+// Memory: bytes allocated and not yet freed, counted per thread.
+// ---------------------------------------------------------------------------
+
+/// Counts, per thread, the bytes that thread has allocated less those it
+/// has freed, and the highest that figure reached. A test on a
+/// current-thread runtime runs the whole client on its own thread, so its
+/// figure is the client's and no other test's: other tests allocate on
+/// other threads, and a free of their memory here could only lower it.
+struct PerThread;
+
+thread_local! {
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
+}
+
+fn note(delta: isize) {
+    // `try_with`: a thread being torn down has no counters any more.
+    let _ = LIVE.try_with(|live| {
+        let now = live.get() + delta;
+        live.set(now);
+        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
+    });
+}
+
+unsafe impl GlobalAlloc for PerThread {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note(layout.size() as isize);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        note(-(layout.size() as isize));
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note(new_size as isize - layout.size() as isize);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: PerThread = PerThread;
+
+/// The most this thread held at once while `f` ran, above what it held
+/// before.
+async fn peak_while<T>(f: impl std::future::Future<Output = T>) -> (T, usize) {
+    let before = LIVE.with(Cell::get);
+    PEAK.with(|peak| peak.set(before));
+    let out = f.await;
+    let peak = PEAK.with(Cell::get);
+    (out, (peak - before).max(0) as usize)
+}
+
+// ---------------------------------------------------------------------------
+// Servers that misbehave, each on a plain thread with blocking sockets.
+// ---------------------------------------------------------------------------
+
+/// Accepts connections on 127.0.0.1 and hands each to `serve` on its own
+/// thread; counts the connections accepted.
+fn misbehaving(serve: fn(TcpStream)) -> (SocketAddr, Arc<AtomicU64>) {
+    let listener = StdListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        for socket in listener.incoming().flatten() {
+            counter.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || serve(socket));
+        }
+    });
+    (address, accepted)
+}
+
+/// Reads until the end of a request head (these tests send no bodies).
+fn read_head(socket: &mut TcpStream) -> bool {
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !seen.ends_with(b"\r\n\r\n") {
+        match socket.read(&mut byte) {
+            Ok(1) => seen.push(byte[0]),
+            _ => return false,
+        }
+    }
+    true
+}
+
+async fn play_against(address: SocketAddr, schedule: &Schedule, timeout: Duration) -> Vec<Outcome> {
+    let requests = Requests::new(&[(&format!("http://{address}/"), 1)]).unwrap();
+    play(
+        schedule.due_times(),
+        |due: &Due| requests.request(due.index),
+        &ClientSettings::new(4, timeout).unwrap(),
+        Duration::from_secs(1),
+        |_| {},
+    )
+    .await
+    .outcomes
+}
+
+/// 64 MiB of body, written from one 64 KiB buffer: the server itself
+/// holds little, and the body is far larger than any read buffer.
+const HUGE: usize = 64 << 20;
+
+fn huge_body(mut socket: TcpStream) {
+    if !read_head(&mut socket) {
+        return;
+    }
+    let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {HUGE}\r\n\r\n");
+    if socket.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    let chunk = vec![b'x'; 64 << 10];
+    for _ in 0..HUGE / chunk.len() {
+        if socket.write_all(&chunk).is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_huge_response_body_is_read_through_without_being_held_in_memory() {
+    // Current-thread runtime: the client, and hyper's connection task,
+    // run on this test's thread, so its allocation figure is theirs. The
+    // body is 64 MiB; a client that keeps the body it only times holds
+    // all 64 MiB at once at its end, whatever the timing. One that drains
+    // it holds a read buffer at a time.
+    let (address, _) = misbehaving(huge_body);
+    let schedule = Schedule::fixed(1.0, Duration::from_secs(1)).unwrap();
+    let (outcomes, peak) =
+        peak_while(play_against(address, &schedule, Duration::from_secs(60))).await;
+    assert_eq!(outcomes.len(), 1);
+    assert!(
+        matches!(outcomes[0].ending, Ending::Answered { status, .. } if status == StatusCode::OK),
+        "{:?}",
+        outcomes[0]
+    );
+    assert!(
+        peak < HUGE / 4,
+        "the client held {} MiB at once for a 64 MiB body it only times",
+        peak >> 20
+    );
+}
+
+fn never_send_headers(mut socket: TcpStream) {
+    read_head(&mut socket);
+    // Hold the connection open, say nothing.
+    std::thread::sleep(Duration::from_secs(30));
+}
+
+fn close_without_answer(mut socket: TcpStream) {
+    read_head(&mut socket);
+    drop(socket);
+}
+
+fn partial_body(mut socket: TcpStream) {
+    if read_head(&mut socket) {
+        let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nabc");
+    }
+}
+
+fn garbage(mut socket: TcpStream) {
+    if read_head(&mut socket) {
+        let _ = socket.write_all(b"SMTP ready, not HTTP at all\r\n\r\n");
+    }
+}
+
+fn reset(mut socket: TcpStream) {
+    // Closing a socket with request bytes still unread makes the kernel
+    // answer with a reset rather than an orderly close.
+    let mut first = [0u8; 1];
+    let _ = socket.read(&mut first);
+    drop(socket);
+}
+
+fn half_headers(mut socket: TcpStream) {
+    if read_head(&mut socket) {
+        let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-len");
+        std::thread::sleep(Duration::from_secs(30));
+    }
+}
+
+fn redirect_elsewhere(mut socket: TcpStream) {
+    // The elsewhere is the test's second server, which nothing else names.
+    if read_head(&mut socket) {
+        let location = ELSEWHERE.get().copied().unwrap();
+        let answer = format!(
+            "HTTP/1.1 302 Found\r\nlocation: http://{location}/\r\ncontent-length: 0\r\n\r\n"
+        );
+        let _ = socket.write_all(answer.as_bytes());
+    }
+}
+
+static ELSEWHERE: std::sync::OnceLock<SocketAddr> = std::sync::OnceLock::new();
+
+fn answer_ok(mut socket: TcpStream) {
+    while read_head(&mut socket) {
+        if socket
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// A broken server: what it does, how it serves, the ending it forces.
+type Case = (&'static str, fn(TcpStream), fn(&Ending) -> bool);
+
+#[tokio::test]
+async fn every_kind_of_broken_server_gives_each_request_exactly_one_truthful_ending() {
+    // Each server's behaviour forces the ending: a server that never
+    // answers can only time out (and not before the timeout, counted from
+    // when the request was due); one that breaks the connection or speaks
+    // something else can only fail it. Ten requests each, so pooled and
+    // fresh connections both meet the breakage.
+    let timeout = Duration::from_millis(300);
+    let schedule = Schedule::fixed(20.0, Duration::from_millis(500)).unwrap();
+    let cases: [Case; 6] = [
+        ("never sends headers", never_send_headers, |e| {
+            *e == Ending::TimedOut
+        }),
+        ("sends half a head, then nothing", half_headers, |e| {
+            *e == Ending::TimedOut
+        }),
+        ("closes without an answer", close_without_answer, |e| {
+            *e == Ending::ConnectionFailed
+        }),
+        ("sends part of the body, then closes", partial_body, |e| {
+            *e == Ending::ConnectionFailed
+        }),
+        ("answers in another protocol", garbage, |e| {
+            *e == Ending::ConnectionFailed
+        }),
+        ("resets the connection", reset, |e| {
+            *e == Ending::ConnectionFailed
+        }),
+    ];
+    for (what, serve, expected) in cases {
+        let (address, _) = misbehaving(serve);
+        let outcomes = play_against(address, &schedule, timeout).await;
+        let mut indexes: Vec<u64> = outcomes.iter().map(|o| o.due.index).collect();
+        indexes.sort_unstable();
+        assert_eq!(
+            indexes,
+            (0..schedule.requests()).collect::<Vec<_>>(),
+            "{what}: not one outcome per request"
+        );
+        for outcome in &outcomes {
+            assert!(expected(&outcome.ending), "{what}: {outcome:?}");
+            if outcome.ending == Ending::TimedOut {
+                assert!(outcome.latency >= timeout, "{what}: {outcome:?}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_redirect_is_reported_not_followed() {
+    // "Sends traffic only where the user points it": a 302 to another
+    // server must not make the client go there. The second server counts
+    // its connections; nothing points the client at it but the redirect.
+    let (elsewhere, visits) = misbehaving(answer_ok);
+    ELSEWHERE.set(elsewhere).unwrap();
+    let (address, _) = misbehaving(redirect_elsewhere);
+    let schedule = Schedule::fixed(10.0, Duration::from_millis(500)).unwrap();
+    let outcomes = play_against(address, &schedule, Duration::from_secs(30)).await;
+    assert_eq!(outcomes.len() as u64, schedule.requests());
+    for outcome in &outcomes {
+        assert_eq!(
+            outcome.ending.error_kind().as_deref(),
+            Some("HTTP 302"),
+            "{outcome:?}"
+        );
+    }
+    // Every answer has arrived, so any visit the redirect caused would
+    // have been made by now.
+    assert_eq!(visits.load(Ordering::SeqCst), 0);
+}
+
+// ---------------------------------------------------------------------------
+// The /metrics scrape as untrusted input.
+// ---------------------------------------------------------------------------
+
+
+
+// ---------------------------------------------------------------------------
+// Bad input.
+// ---------------------------------------------------------------------------
+
+
+
+
+// ---------------------------------------------------------------------------
+// The knee finder and the settings, on figures built by hand.
+// ---------------------------------------------------------------------------
+
+/// Outcomes of a server that answers every request with 200 after
+/// `latency`, with room for any rate: it never tires.
+fn tireless(schedule: &Schedule, latency: Duration) -> Vec<Outcome> {
+    schedule
+        .due_times()
+        .map(|due| Outcome {
+            due,
+            send_lag: Duration::ZERO,
+            latency,
+            ending: Ending::Answered {
+                status: StatusCode::OK,
+                retry_after: false,
+            },
+        })
+        .collect()
+}
+
+
+
+
+/// Builds what `rust_snippet` writes from `advice`, with the crate's
+/// real builders: each call the snippet makes, with the figures it puts
+/// in. The snippet's text is checked to hold the same figures.
+fn check_recommendation_builds(advice: &Recommendation) {
+    let wait = Duration::from_millis(advice.queue_max_wait.as_millis() as u64);
+    let snippet = advice.rust_snippet();
+    for figure in [
+        format!(".max_concurrency({})", advice.max_concurrency),
+        format!(
+            ".queue({}, Duration::from_millis({}))",
+            advice.queue_capacity,
+            wait.as_millis()
+        ),
+        format!(
+            "gradient().min({}).max({})",
+            advice.gradient_min, advice.gradient_max
+        ),
+        format!(
+            "Quota::per_second({})?.burst({})?",
+            advice.global_rate, advice.global_burst
+        ),
+    ] {
+        assert!(snippet.contains(&figure), "{figure} not in\n{snippet}");
+    }
+    let capacity = advice.queue_capacity as usize;
+    Shedder::builder()
+        .max_concurrency(advice.max_concurrency)
+        .queue(capacity, wait)
+        .build()
+        .unwrap_or_else(|e| panic!("the fixed shedder of {advice:?} does not build: {e}"));
+    Shedder::builder()
+        .limit(
+            AdaptiveLimit::gradient()
+                .min(advice.gradient_min)
+                .max(advice.gradient_max),
+        )
+        .queue(capacity, wait)
+        .build()
+        .unwrap_or_else(|e| panic!("the adaptive shedder of {advice:?} does not build: {e}"));
+    let quota = Quota::per_second(advice.global_rate)
+        .and_then(|q| q.burst(advice.global_burst))
+        .unwrap_or_else(|e| panic!("the quota of {advice:?} is refused: {e}"));
+    Gcra::direct(quota)
+        .build()
+        .unwrap_or_else(|e| panic!("the limiter of {advice:?} does not build: {e}"));
+}
+
+fn knee(rate: f64, in_flight: f64, mean: Duration, p99: Duration, bound: Duration) -> Knee {
+    Knee {
+        step: 3,
+        target_rate: rate,
+        rate,
+        p99,
+        mean,
+        in_flight,
+        baseline_p99: p99 / 2,
+        baseline_mean: mean / 2,
+        bound,
+        beyond_tested: false,
+        first_failure: None,
+    }
+}
+
+
+#[tokio::test]
+async fn a_run_against_a_server_that_answers_some_requests_accounts_for_all() {
+    // Half the connections are answered, half are held silent: whichever
+    // a request meets, it ends once, and the total is the schedule's.
+    fn flaky(socket: TcpStream) {
+        static TURN: AtomicU64 = AtomicU64::new(0);
+        if TURN.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
+            answer_ok(socket)
+        } else {
+            never_send_headers(socket)
+        }
+    }
+    let (address, accepted) = misbehaving(flaky);
+    let schedule = Schedule::fixed(40.0, Duration::from_millis(500)).unwrap();
+    let timeout = Duration::from_millis(300);
+    let outcomes = play_against(address, &schedule, timeout).await;
+    assert_eq!(outcomes.len() as u64, schedule.requests());
+    let mut indexes: Vec<u64> = outcomes.iter().map(|o| o.due.index).collect();
+    indexes.sort_unstable();
+    indexes.dedup();
+    assert_eq!(indexes.len() as u64, schedule.requests());
+    for outcome in &outcomes {
+        assert!(
+            outcome.ending.is_success() || outcome.ending == Ending::TimedOut,
+            "{outcome:?}"
+        );
+        if outcome.ending == Ending::TimedOut {
+            assert!(outcome.latency >= timeout);
+        }
+    }
+    assert!(accepted.load(Ordering::SeqCst) >= 1);
+}
