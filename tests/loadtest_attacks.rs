@@ -317,8 +317,77 @@ async fn a_redirect_is_reported_not_followed() {
 // Bad input.
 // ---------------------------------------------------------------------------
 
+#[test]
+fn urls_that_are_not_plain_http_with_a_host_are_refused_and_ipv6_is_fine() {
+    for url in [
+        "http://127.0.0.1:70000/",
+        "http://127.0.0.1:0/",
+        "http://127.0.0.1:/",
+        "http://[::1]:99999/",
+        "http://user:pw@127.0.0.1:65536/",
+        "http://127.0.0.1:-1/",
+        "http://[::1/",
+        "http://exa mple.com/",
+        "http://\r\nhost/",
+        "mailto:someone@example.com",
+        "HTTPS://example.com/",
+        "//127.0.0.1:8080/",
+    ] {
+        let error = Requests::new(&[(url, 1)]).unwrap_err();
+        assert!(!error.to_string().is_empty(), "{url:?}");
+    }
+    assert!(matches!(
+        Requests::new(&[("HTTPS://example.com/", 1)]),
+        Err(TargetError::Https(_))
+    ));
+    let six = Requests::new(&[("http://[::1]:8080/x?y=1", 1)]).unwrap();
+    assert_eq!(six.urls()[0].port_u16(), Some(8080));
+    // Upper-case scheme is still http.
+    assert!(Requests::new(&[("HTTP://127.0.0.1:8080/", 1)]).is_ok());
+}
 
+#[test]
+fn headers_cannot_smuggle_a_second_header_or_request() {
+    let ok = Requests::new(&[("http://127.0.0.1:8080/", 1)]).unwrap();
+    for header in [
+        "x-a: 1\r\nx-injected: 2",
+        "x-a: 1\nx-injected: 2",
+        "x-a: 1\r\n\r\nGET /admin HTTP/1.1",
+        "x a: 1",
+    ] {
+        assert!(
+            matches!(ok.clone().header(header), Err(TargetError::Header(_))),
+            "{header:?}"
+        );
+    }
+    assert!(matches!(ok.method("GET\r\n"), Err(TargetError::Method(_))));
+}
 
+#[test]
+fn absurd_schedules_are_refused_not_run_and_never_panic() {
+    let second = Duration::from_secs(1);
+    for spec in [
+        "nan", "NaN..100", "inf", "-inf", "1e309", "-5", "0..0", "0.000001", "100..nan", "1e7",
+    ] {
+        assert!(Schedule::parse(spec, 10, second).is_err(), "{spec:?}");
+    }
+    assert!(Schedule::parse("10..20", 0, second).is_err());
+    assert!(Schedule::parse("10..20", u32::MAX, second).is_err());
+    assert!(Schedule::parse("10", 10, Duration::MAX).is_err());
+    assert!(Schedule::parse("10..20", 1_000, Duration::MAX).is_err());
+    assert!(Schedule::parse("1000000", 1, Duration::from_nanos(1)).is_err());
+    // A flat ramp is allowed: it goes nowhere, but not down.
+    assert!(Schedule::parse("10..10", 2, second).is_ok());
+    assert!(ClientSettings::new(usize::MAX, second).is_err());
+    assert!(ClientSettings::new(1, Duration::MAX).is_err());
+    assert!(LoadTest::new(
+        Requests::new(&[("http://127.0.0.1:1/", 1)]).unwrap(),
+        Schedule::fixed(1.0, second).unwrap(),
+        ClientSettings::new(1, second).unwrap(),
+    )
+    .warmup(Duration::MAX)
+    .is_err());
+}
 
 // ---------------------------------------------------------------------------
 // The knee finder and the settings, on figures built by hand.
