@@ -311,7 +311,49 @@ async fn a_redirect_is_reported_not_followed() {
 // The /metrics scrape as untrusted input.
 // ---------------------------------------------------------------------------
 
+#[test]
+fn a_gauge_that_is_not_a_count_does_not_poison_the_sum() {
+    // Prometheus text allows NaN and infinities; a requests-in-flight
+    // gauge is never negative. One bad series must not turn the service's
+    // figure into NaN (which would then silence the cross-check warning).
+    let text = "surgeguard_shed_inflight{shedder=\"a\"} 4\n\
+                surgeguard_shed_inflight{shedder=\"b\"} NaN\n\
+                surgeguard_shed_inflight{shedder=\"c\"} +Inf\n\
+                surgeguard_shed_inflight{shedder=\"d\"} -3\n\
+                surgeguard_shed_inflight{shedder=\"e\"} 2 1700000000000\n";
+    assert_eq!(inflight_from_metrics(text), Some(6.0));
+    assert_eq!(
+        inflight_from_metrics("surgeguard_shed_inflight NaN\n"),
+        None
+    );
+}
 
+#[test]
+fn malformed_metrics_text_gives_no_figure_and_no_panic() {
+    for text in [
+        "",
+        "\n\n\n",
+        "surgeguard_shed_inflight",
+        "surgeguard_shed_inflight{",
+        "surgeguard_shed_inflight{shedder=\"a\"",
+        "surgeguard_shed_inflight{} ",
+        "surgeguard_shed_inflight x",
+        "surgeguard_shed_inflight_total 5",
+        "# surgeguard_shed_inflight 5",
+        "surgeguard_shed_inflight\u{0} 5",
+        "surgeguard_shed_inflight 1e999999",
+    ] {
+        assert_eq!(inflight_from_metrics(text), None, "{text:?}");
+    }
+    // A label value may hold a brace.
+    assert_eq!(
+        inflight_from_metrics("surgeguard_shed_inflight{shedder=\"a}b\"} 3\n"),
+        Some(3.0)
+    );
+    // A huge exposition is read in one pass without trouble.
+    let big = "surgeguard_shed_inflight{shedder=\"x\"} 1\n".repeat(100_000);
+    assert_eq!(inflight_from_metrics(&big), Some(100_000.0));
+}
 
 // ---------------------------------------------------------------------------
 // Bad input.
