@@ -452,7 +452,55 @@ fn tireless(schedule: &Schedule, latency: Duration) -> Vec<Outcome> {
         .collect()
 }
 
+#[test]
+fn a_healthy_service_slow_against_the_step_length_has_a_knee() {
+    // 200 ms per answer, whatever the rate, on one-second steps: nothing
+    // queues and every answer comes, so the ramp never fails. The answers
+    // of a step's last fifth of a second arrive in the next step, and the
+    // first step has no earlier step's answers arriving in it: a throughput
+    // counted in the step's own window says the first step fell behind.
+    let schedule = Schedule::ramp(100.0, 400.0, 4, Duration::from_secs(1)).unwrap();
+    let figures = steps(&schedule, &tireless(&schedule, Duration::from_millis(200)));
+    let knee = find_knee(&figures, LatencyBound::default());
+    assert!(
+        matches!(&knee, Ok(k) if k.beyond_tested),
+        "{knee:?}: a service that never tires was called past its knee"
+    );
+    let knee = knee.unwrap();
+    assert!(
+        (knee.rate - 400.0).abs() < 1.0,
+        "the capacity measured at the top: {knee:?}"
+    );
+}
 
+#[test]
+fn an_overloaded_step_is_still_caught_when_it_falls_behind() {
+    // The same service capped at 250 answers a second: from the 300/s step
+    // on, answers lag ever more. Built by hand: a first-come queue of
+    // one server answering every 4 ms, on top of a 200 ms fixed latency.
+    let schedule = Schedule::ramp(100.0, 400.0, 4, Duration::from_secs(1)).unwrap();
+    let service = Duration::from_millis(4);
+    let mut free = Duration::ZERO;
+    let outcomes: Vec<Outcome> = schedule
+        .due_times()
+        .map(|due| {
+            let start = free.max(due.at);
+            free = start + service;
+            Outcome {
+                due,
+                send_lag: Duration::ZERO,
+                latency: free - due.at + Duration::from_millis(200),
+                ending: Ending::Answered {
+                    status: StatusCode::OK,
+                    retry_after: false,
+                },
+            }
+        })
+        .collect();
+    let knee = find_knee(&steps(&schedule, &outcomes), LatencyBound::default()).unwrap();
+    assert_eq!(knee.step, 1, "{knee:?}");
+    assert!(!knee.beyond_tested);
+}
 
 
 /// Builds what `rust_snippet` writes from `advice`, with the crate's
