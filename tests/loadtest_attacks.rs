@@ -502,6 +502,52 @@ fn an_overloaded_step_is_still_caught_when_it_falls_behind() {
     assert!(!knee.beyond_tested);
 }
 
+#[test]
+fn adversarial_figures_give_an_answer_or_a_reason_never_a_panic() {
+    let schedule = Schedule::ramp(10.0, 40.0, 4, Duration::from_secs(2)).unwrap();
+    // Zero latency everywhere.
+    let zero = steps(&schedule, &tireless(&schedule, Duration::ZERO));
+    for bound in [
+        LatencyBound::default(),
+        LatencyBound::TimesBaseline(f64::NAN),
+        LatencyBound::TimesBaseline(f64::INFINITY),
+        LatencyBound::TimesBaseline(-1.0),
+        LatencyBound::TimesBaseline(1e300),
+        LatencyBound::Absolute(Duration::ZERO),
+        LatencyBound::Absolute(Duration::MAX),
+    ] {
+        let _ = find_knee(&zero, bound);
+        let slow = steps(&schedule, &tireless(&schedule, Duration::from_millis(20)));
+        if let Ok(knee) = find_knee(&slow, bound) {
+            check_recommendation_builds(&Recommendation::from_knee(&knee));
+        }
+    }
+    // One step only.
+    let one = Schedule::fixed(10.0, Duration::from_secs(2)).unwrap();
+    let knee = find_knee(
+        &steps(&one, &tireless(&one, Duration::from_millis(5))),
+        LatencyBound::default(),
+    )
+    .unwrap();
+    assert_eq!(knee.step, 0);
+    // Every request an error.
+    let mut failing = tireless(&schedule, Duration::from_millis(5));
+    for outcome in &mut failing {
+        outcome.ending = Ending::ConnectFailed;
+    }
+    assert!(matches!(
+        find_knee(&steps(&schedule, &failing), LatencyBound::default()),
+        Err(NoKnee::FromTheStart {
+            failure: StepFailure::Errors(20),
+            ..
+        })
+    ));
+    // No outcomes at all.
+    assert_eq!(
+        find_knee(&steps(&schedule, &[]), LatencyBound::default()),
+        Err(NoKnee::NoSteps)
+    );
+}
 
 /// Builds what `rust_snippet` writes from `advice`, with the crate's
 /// real builders: each call the snippet makes, with the figures it puts
@@ -566,6 +612,40 @@ fn knee(rate: f64, in_flight: f64, mean: Duration, p99: Duration, bound: Duratio
     }
 }
 
+#[test]
+fn every_shape_of_recommendation_builds_with_the_crates_own_builders() {
+    let ms = Duration::from_millis;
+    for k in [
+        // Ordinary.
+        knee(380.0, 8.4, ms(22), ms(28), ms(42)),
+        // Tiny: under one request in flight, sub-millisecond latency.
+        knee(
+            0.5,
+            0.000_01,
+            Duration::from_micros(20),
+            Duration::from_micros(30),
+            Duration::from_micros(40),
+        ),
+        // The top of what a schedule allows, at the longest timeout.
+        knee(
+            1e6,
+            6e7,
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        ),
+        // A p99 bound of two hours (`--p99-bound 2h` on the command line).
+        knee(100.0, 10.0, ms(100), ms(200), Duration::from_secs(7_200)),
+        // A bound the knee itself sits on: no headroom.
+        knee(100.0, 10.0, ms(100), ms(200), ms(100)),
+        // Figures out of range for a u32, from a hand-built knee.
+        knee(1e12, 1e12, Duration::from_secs(1), ms(2), ms(4)),
+        // Not numbers at all.
+        knee(f64::NAN, f64::NAN, ms(1), ms(2), ms(4)),
+    ] {
+        check_recommendation_builds(&Recommendation::from_knee(&k));
+    }
+}
 
 #[tokio::test]
 async fn a_run_against_a_server_that_answers_some_requests_accounts_for_all() {
