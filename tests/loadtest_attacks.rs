@@ -679,3 +679,23 @@ async fn a_run_against_a_server_that_answers_some_requests_accounts_for_all() {
     }
     assert!(accepted.load(Ordering::SeqCst) >= 1);
 }
+
+#[tokio::test]
+async fn the_check_before_the_run_does_not_hold_a_huge_body_either() {
+    // As for the run: the check only needs to know the URL answers, and a
+    // check that keeps the body holds all 64 MiB at its end, whatever the
+    // timing.
+    let (address, _) = misbehaving(huge_body);
+    let test = LoadTest::new(
+        Requests::new(&[(&format!("http://{address}/"), 1)]).unwrap(),
+        Schedule::fixed(1.0, Duration::from_secs(1)).unwrap(),
+        ClientSettings::new(1, Duration::from_secs(60)).unwrap(),
+    );
+    let (checked, peak) = peak_while(test.check()).await;
+    checked.unwrap();
+    assert!(
+        peak < HUGE / 4,
+        "the check held {} MiB at once for a 64 MiB body",
+        peak >> 20
+    );
+}

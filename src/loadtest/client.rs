@@ -254,14 +254,9 @@ where
                     Err(error) if error.is_connect() => return Ending::ConnectFailed,
                     Err(_) => return Ending::ConnectionFailed,
                 };
-                let (head, mut body) = response.into_parts();
-                // Read through to the last byte, keeping none of it: the
-                // body is only timed, and holding it would let a server's
-                // huge answers (times every open request) fill memory.
-                while let Some(frame) = body.frame().await {
-                    if frame.is_err() {
-                        return Ending::ConnectionFailed;
-                    }
+                let (head, body) = response.into_parts();
+                if drain(body).await.is_err() {
+                    return Ending::ConnectionFailed;
                 }
                 Ending::Answered {
                     status: head.status,
@@ -307,6 +302,16 @@ where
         started: start.into_std(),
         outcomes,
     }
+}
+
+/// Reads a body through to its last byte, keeping none of it: the body is
+/// only timed, and holding it would let a server's huge answers (times
+/// every open request) fill the client's memory.
+pub(crate) async fn drain<B: http_body::Body + Unpin>(mut body: B) -> Result<(), B::Error> {
+    while let Some(frame) = body.frame().await {
+        frame?;
+    }
+    Ok(())
 }
 
 impl Counters {

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::Uri;
-use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
@@ -164,7 +163,7 @@ impl LoadTest {
             };
             let answer = tokio::time::timeout(self.client.timeout(), async {
                 let response = client.request(request).await?;
-                response.into_body().collect().await?;
+                super::client::drain(response.into_body()).await?;
                 Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
             })
             .await;
