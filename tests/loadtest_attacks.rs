@@ -699,3 +699,16 @@ async fn the_check_before_the_run_does_not_hold_a_huge_body_either() {
         peak >> 20
     );
 }
+
+#[tokio::test]
+async fn a_calibration_longer_than_a_minute_is_refused_not_run_for_hours() {
+    // Eight slices of the time given: eight hours would probe for hours,
+    // and past about ten minutes a fast slice's schedule holds more than
+    // a run may, so the probe failed only after the slower slices ran.
+    // Refused before any probe, so this returns at once on any machine.
+    let error = surgeguard::loadtest::client_capacity(1, Duration::from_secs(8 * 3_600))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(error.to_string().contains("minute"), "{error}");
+}
