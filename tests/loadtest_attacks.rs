@@ -712,3 +712,49 @@ async fn a_calibration_longer_than_a_minute_is_refused_not_run_for_hours() {
     assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
     assert!(error.to_string().contains("minute"), "{error}");
 }
+
+fn answer_slowly(mut socket: TcpStream) {
+    while read_head(&mut socket) {
+        std::thread::sleep(Duration::from_millis(100));
+        if socket
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn waiting_for_the_clients_own_connection_cap_is_the_clients_lag() {
+    // One connection, a server that takes 100 ms per answer, a request due
+    // every 20 ms: the requests queue in the client for its one
+    // connection. That wait is the client's, not the service's: it must
+    // show in the send lag (which the report's "client sent late" warning
+    // reads), or a too-small --connections passes for a slow service and
+    // the settings printed are the client's cap. Lower bounds only: the
+    // k-th request cannot get the connection before the k answers ahead of
+    // it, 100 ms each, have come back.
+    let (address, _) = misbehaving(answer_slowly);
+    let requests = Requests::new(&[(&format!("http://{address}/"), 1)]).unwrap();
+    let schedule = Schedule::fixed(50.0, Duration::from_millis(200)).unwrap();
+    let outcomes = play(
+        schedule.due_times(),
+        |due: &Due| requests.request(due.index),
+        &ClientSettings::new(1, Duration::from_secs(30)).unwrap(),
+        Duration::from_secs(1),
+        |_| {},
+    )
+    .await
+    .outcomes;
+    assert_eq!(outcomes.len(), 10);
+    for outcome in &outcomes {
+        let k = outcome.due.index as u32;
+        let earliest_connection = Duration::from_millis(100) * k;
+        assert!(
+            outcome.send_lag + outcome.due.at >= earliest_connection,
+            "{outcome:?}: the wait for the client's only connection is not in its send lag"
+        );
+        assert!(outcome.latency >= outcome.send_lag, "{outcome:?}");
+    }
+}
