@@ -758,3 +758,54 @@ async fn waiting_for_the_clients_own_connection_cap_is_the_clients_lag() {
         assert!(outcome.latency >= outcome.send_lag, "{outcome:?}");
     }
 }
+
+fn metrics_first_high_then_low(mut socket: TcpStream) {
+    static SCRAPES: AtomicU64 = AtomicU64::new(0);
+    while read_head(&mut socket) {
+        // The first scrape is the sampler's first, made as the run (and so
+        // its warm-up) starts; every later one reads 1.
+        let value = if SCRAPES.fetch_add(1, Ordering::SeqCst) == 0 {
+            1000
+        } else {
+            1
+        };
+        let body = format!("surgeguard_shed_inflight {value}\n");
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if socket.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gauge_samples_taken_during_the_warm_up_are_not_counted_in_the_first_step() {
+    // The sampler reads the gauge as the run starts, inside a three-second
+    // warm-up, and keeps a reading only if it came within 250 ms; that
+    // first reading (1000) belongs to the warm-up, which is not measured.
+    // Kept, it was stamped "0 s into the run" and averaged into the first
+    // step. Only a reading that lands after the warm-up could be counted,
+    // and the first one cannot (a 250 ms read, 3 s of warm-up).
+    let (metrics, _) = misbehaving(metrics_first_high_then_low);
+    let (service, _) = misbehaving(answer_ok);
+    let test = LoadTest::new(
+        Requests::new(&[(&format!("http://{service}/"), 1)]).unwrap(),
+        Schedule::fixed(20.0, Duration::from_millis(500)).unwrap(),
+        ClientSettings::new(4, Duration::from_secs(30)).unwrap(),
+    )
+    .warmup(Duration::from_secs(3))
+    .unwrap()
+    .metrics_url(&format!("http://{metrics}/metrics"))
+    .unwrap();
+    let run = test.run(|_| {}).await;
+    assert!(
+        run.gauge.iter().all(|&(_, value)| value == 1.0),
+        "a warm-up reading was kept as part of the run: {:?}",
+        run.gauge
+    );
+    if let Some(mean) = run.gauge_mean(0) {
+        assert_eq!(mean, 1.0);
+    }
+}

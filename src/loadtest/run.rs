@@ -236,7 +236,9 @@ impl LoadTest {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .map(|(at, v)| (at.saturating_duration_since(played.started), *v))
+            // A reading from the warm-up is of traffic not measured; kept,
+            // it would count as taken at the start of the first step.
+            .filter_map(|(at, v)| Some((at.checked_duration_since(played.started)?, *v)))
             .collect();
         let seconds = self.schedule.duration().as_secs_f64().ceil() as u32;
         Run {
