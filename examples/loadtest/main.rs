@@ -72,8 +72,8 @@ struct Args {
     /// (connections opened, caches filled); 0s for none.
     #[arg(long, default_value = "1s", value_parser = duration)]
     warmup: Duration,
-    /// How long to measure the client's own capacity before the run (0s
-    /// to skip).
+    /// How long to measure the client's own capacity before the run (at
+    /// most 60s; 0s to skip).
     #[arg(long, default_value = "2s", value_parser = duration)]
     calibrate: Duration,
     /// Print one JSON object with every figure on stdout.
@@ -256,6 +256,12 @@ fn build(args: &Args) -> Result<(LoadTest, ClientSettings, Vec<String>), String>
         let body = std::fs::read(path)
             .map_err(|e| format!("cannot read the body file {}: {e}", path.display()))?;
         requests = requests.body(body);
+    }
+    if args.calibrate > Duration::from_secs(60) {
+        return Err(format!(
+            "--calibrate {:?}: give at most 60s (0s to skip)",
+            args.calibrate
+        ));
     }
     let schedule = Schedule::parse(&args.rate, args.steps, args.step_duration)
         .map_err(|e| format!("--rate: {e}"))?;

@@ -25,6 +25,9 @@ use std::time::Duration;
 use super::knee::{ms, Knee, NoKnee};
 use super::record::StepStats;
 
+/// The longest `max_wait` the shedder's builder accepts.
+const MAX_QUEUE_WAIT: Duration = Duration::from_secs(3_600);
+
 /// The settings that follow from a knee.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Recommendation {
@@ -68,13 +71,20 @@ impl Recommendation {
     /// assert_eq!(advice.queue_max_wait, ms(21));
     /// ```
     pub fn from_knee(knee: &Knee) -> Recommendation {
-        let whole = |x: f64| x.ceil().clamp(1.0, f64::from(u32::MAX)) as u32;
+        // `max` before `min`: a NaN figure becomes 1, not 0.
+        let whole = |x: f64| x.ceil().max(1.0).min(f64::from(u32::MAX)) as u32;
         let max_concurrency = whole(knee.in_flight);
         let gradient_min = whole(knee.rate * knee.baseline_mean.as_secs_f64()).min(max_concurrency);
-        let gradient_max = whole(2.0 * knee.in_flight).max(gradient_min + 1);
-        let global_rate = whole((0.8 * knee.rate).floor());
+        let gradient_max = whole(2.0 * knee.in_flight).max(gradient_min.saturating_add(1));
+        // A quota allows at most one request a nanosecond.
+        let global_rate = whole((0.8 * knee.rate).floor()).min(1_000_000_000);
         let global_burst = whole(f64::from(global_rate) / 5.0);
-        let headroom = knee.bound.saturating_sub(knee.baseline_p99);
+        // The shedder refuses a queue wait over an hour; a bound that far
+        // out leaves the queue the longest wait it takes.
+        let headroom = knee
+            .bound
+            .saturating_sub(knee.baseline_p99)
+            .min(MAX_QUEUE_WAIT);
         let queue_max_wait = Duration::from_millis(whole(ms(headroom)).into());
         let queue_capacity = whole(knee.rate * queue_max_wait.as_secs_f64());
         Recommendation {

@@ -29,14 +29,25 @@ const FIRST_RATE: f64 = 1_000.0;
 const SLICES: u32 = 8;
 /// A slice answered below this share of its rate has found the ceiling.
 const KEEPING_UP: f64 = 0.9;
+/// The longest probe accepted: the run it precedes is bounded, and so is
+/// it (and a slice of more than a minute at the top rate would hold more
+/// requests than a schedule may).
+const MAX_PROBE: Duration = Duration::from_secs(60);
 /// Its answer, whole.
 const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
 
 /// The highest rate, requests per second, this client answers against a
 /// server that answers at once, with `connections` connections, probed
 /// for about `duration` (at least 100 ms per rate; the answers of the last
-/// slice may take longer to come).
+/// slice may take longer to come). A `duration` over a minute is refused
+/// (`InvalidInput`).
 pub async fn client_capacity(connections: usize, duration: Duration) -> std::io::Result<f64> {
+    if duration > MAX_PROBE {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("a calibration of {duration:?} is over a minute"),
+        ));
+    }
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let server = tokio::spawn(async move {

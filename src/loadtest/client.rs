@@ -131,7 +131,9 @@ pub struct Outcome {
     /// Its place in the schedule.
     pub due: Due,
     /// How late the client handed it to the network, after it was due: the
-    /// client's own lag, large when the client cannot keep up.
+    /// client's own lag (its tasks running late, or every connection of its
+    /// cap busy), large when the client cannot keep up. A request that timed
+    /// out before it got a connection has the whole of its latency as lag.
     pub send_lag: Duration,
     /// From when it was due to its last body byte (or to the timeout).
     pub latency: Duration,
@@ -234,7 +236,6 @@ where
         }
         sleep_until(at).await;
         let request = make(&due);
-        let send_lag = Instant::now().saturating_duration_since(at);
         let deadline = at + settings.timeout;
         let (client, open_slots, counters, outcomes, recent) = (
             client.clone(),
@@ -245,17 +246,22 @@ where
         );
         counters.sent.fetch_add(1, Ordering::Relaxed);
         tasks.spawn(async move {
+            // When the request got one of the cap's connections: the wait
+            // for it is the client's own (its cap, not the service, held the
+            // request back), so it is part of the send lag.
+            let mut handed_over = None;
             let answer = timeout_at(deadline, async {
                 let Ok(_slot) = open_slots.acquire_owned().await else {
                     return Ending::ConnectionFailed;
                 };
+                handed_over = Some(Instant::now());
                 let response = match client.request(request).await {
                     Ok(response) => response,
                     Err(error) if error.is_connect() => return Ending::ConnectFailed,
                     Err(_) => return Ending::ConnectionFailed,
                 };
                 let (head, body) = response.into_parts();
-                if body.collect().await.is_err() {
+                if drain(body).await.is_err() {
                     return Ending::ConnectionFailed;
                 }
                 Ending::Answered {
@@ -264,7 +270,11 @@ where
                 }
             })
             .await;
-            let latency = Instant::now().saturating_duration_since(at);
+            let finished = Instant::now();
+            let latency = finished.saturating_duration_since(at);
+            let send_lag = handed_over
+                .unwrap_or(finished)
+                .saturating_duration_since(at);
             let ending = answer.unwrap_or(Ending::TimedOut);
             counters.count(&ending);
             recent
@@ -302,6 +312,16 @@ where
         started: start.into_std(),
         outcomes,
     }
+}
+
+/// Reads a body through to its last byte, keeping none of it: the body is
+/// only timed, and holding it would let a server's huge answers (times
+/// every open request) fill the client's memory.
+pub(crate) async fn drain<B: http_body::Body + Unpin>(mut body: B) -> Result<(), B::Error> {
+    while let Some(frame) = body.frame().await {
+        frame?;
+    }
+    Ok(())
 }
 
 impl Counters {

@@ -135,7 +135,12 @@ pub fn find_knee(steps: &[StepStats], bound: LatencyBound) -> Result<Knee, NoKne
     let steps: Vec<&StepStats> = steps.iter().filter(|s| s.sent > 0).collect();
     let first = *steps.first().ok_or(NoKnee::NoSteps)?;
     let bound = match bound {
-        LatencyBound::TimesBaseline(factor) => first.p99.mul_f64(factor.max(1.0)),
+        // `max` also turns a NaN factor into 1; a product too large for a
+        // Duration (an infinite factor) is no bound at all.
+        LatencyBound::TimesBaseline(factor) => {
+            Duration::try_from_secs_f64(first.p99.as_secs_f64() * factor.max(1.0))
+                .unwrap_or(Duration::MAX)
+        }
         LatencyBound::Absolute(bound) => bound,
     };
     let failure = |s: &StepStats| {

@@ -29,7 +29,8 @@
 //! server does, and latency counts from when a request was due), so a
 //! server's queueing shows in the figures instead of slowing the client
 //! down. It sends only to the URLs it is given, for as long as the
-//! schedule lasts (an hour at most) plus the request timeout.
+//! schedule lasts (an hour at most) plus the request timeout, after a
+//! warm-up of at most a minute at the first step's rate.
 //!
 //! ```no_run
 //! use std::time::Duration;

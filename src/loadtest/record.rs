@@ -28,8 +28,12 @@ pub struct StepStats {
     /// The rate the client actually sent at, measured from when each
     /// request went out.
     pub send_rate: f64,
-    /// 2xx answers finished within the step's time, per second: the
-    /// server's throughput while the step ran.
+    /// 2xx answers (of any step) finished within the step's time shifted
+    /// by its median latency, per second: the server's throughput while
+    /// the step ran. The shift matters when the latency is not small
+    /// against the step: an unshifted window would lose the step's last
+    /// answers to the next step, and the first step, having no step before
+    /// it, would look as if it fell behind.
     pub answered_rate: f64,
     /// Requests of the step that did not end in 2xx.
     pub errors: u64,
@@ -80,21 +84,15 @@ pub fn steps(schedule: &Schedule, outcomes: &[Outcome]) -> Vec<StepStats> {
             bucket.push(outcome);
         }
     }
-    let mut answered = vec![0u64; schedule.steps().len()];
-    // Every step of a schedule lasts as long, back to back from zero.
-    let step_nanos = schedule
-        .steps()
-        .first()
-        .map_or(1, |s| s.duration.as_nanos().max(1));
-    for outcome in outcomes.iter().filter(|o| o.ending.is_success()) {
-        let index = outcome.finished_at().as_nanos() / step_nanos;
-        if let Some(count) = usize::try_from(index)
-            .ok()
-            .and_then(|i| answered.get_mut(i))
-        {
-            *count += 1;
-        }
-    }
+    let mut answered_at: Vec<Duration> = outcomes
+        .iter()
+        .filter(|o| o.ending.is_success())
+        .map(Outcome::finished_at)
+        .collect();
+    answered_at.sort_unstable();
+    let answered_within = |from: Duration, to: Duration| {
+        answered_at.partition_point(|&t| t < to) - answered_at.partition_point(|&t| t < from)
+    };
     schedule
         .steps()
         .iter()
@@ -117,6 +115,9 @@ pub fn steps(schedule: &Schedule, outcomes: &[Outcome]) -> Vec<StepStats> {
             };
             let total: Duration = latencies.iter().sum();
             let seconds = step.duration.as_secs_f64();
+            let p50 = nearest_rank(&latencies, 0.50).unwrap_or_default();
+            let window = step.start + p50;
+            let answered = answered_within(window, window + step.duration);
             StepStats {
                 step: index,
                 target_rate: step.rate,
@@ -124,9 +125,9 @@ pub fn steps(schedule: &Schedule, outcomes: &[Outcome]) -> Vec<StepStats> {
                 duration: step.duration,
                 sent: inside.len() as u64,
                 send_rate,
-                answered_rate: answered[index] as f64 / seconds,
+                answered_rate: answered as f64 / seconds,
                 errors: inside.iter().filter(|o| !o.ending.is_success()).count() as u64,
-                p50: nearest_rank(&latencies, 0.50).unwrap_or_default(),
+                p50,
                 p99: nearest_rank(&latencies, 0.99).unwrap_or_default(),
                 max: latencies.last().copied().unwrap_or_default(),
                 mean: total

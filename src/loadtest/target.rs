@@ -165,6 +165,20 @@ pub(crate) fn parse_url(url: &str) -> Result<Uri, TargetError> {
             url: url.to_owned(),
             reason: e.to_string(),
         })?;
+    // `Uri` keeps a port it cannot read as a number (`:70000`), and the
+    // connector then sends to port 80: somewhere the user did not point.
+    let port = uri
+        .authority()
+        .map(|a| a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, h)| h))
+        .map(|host_port| host_port.rsplit_once(']').map_or(host_port, |(_, p)| p))
+        .and_then(|rest| rest.rsplit_once(':'))
+        .map(|(_, port)| port);
+    if let Some(port) = port.filter(|p| p.parse::<u16>().map_or(true, |n| n == 0)) {
+        return Err(TargetError::Malformed {
+            url: url.to_owned(),
+            reason: format!("the port {port:?} is not 1 to 65535"),
+        });
+    }
     match uri.scheme_str() {
         Some("http") if uri.host().is_some_and(|h| !h.is_empty()) => Ok(uri),
         Some("https") => Err(TargetError::Https(url.to_owned())),
