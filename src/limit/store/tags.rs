@@ -1545,4 +1545,39 @@ mod loom_model {
     fn loom_model_a_check_racing_a_removal_and_a_reinsert() {
         check_races_removal(7 * MS);
     }
+
+    /// The overwrite in place (`decide_exclusive`: `remove_if_idle`, then
+    /// `fill`) racing a check of the old key A that read an older clock: at
+    /// 2 ms A (TAT 5 ms, burst 1) is denied, and a denial writes nothing, so
+    /// only the tag re-read after the TAT keeps the check from deciding in
+    /// A's name on B's TAT (9 ms, B inserted at 8 ms). The check decides on
+    /// A's state (retry in 3 ms) or goes to the locked path; A's slot ends
+    /// as B's, untouched.
+    #[test]
+    fn loom_model_a_stale_denial_racing_an_overwrite_in_place() {
+        loom::model(|| {
+            let rule = GcraRule::new(Quota::per_second(1_000).unwrap().burst(1).unwrap());
+            let slot = Arc::new(Slot {
+                tag: AtomicU64::new(A),
+                tat: AtomicU64::new(5 * MS),
+            });
+            let checker = {
+                let slot = slot.clone();
+                loom::thread::spawn(move || {
+                    decide_in_slot(&rule, &slot.tag, &slot.tat, A, 2 * MS, 1)
+                })
+            };
+            assert!(release_if_idle(&slot.tag, &slot.tat, 8 * MS).is_ok());
+            fill_slot(&slot.tag, &slot.tat, B, 9 * MS);
+            if let Some(decision) = checker.join().unwrap() {
+                assert!(decision.is_denied());
+                assert_eq!(
+                    decision.retry_after(),
+                    Some(std::time::Duration::from_millis(3))
+                );
+            }
+            assert_eq!(slot.tag.load(Ordering::SeqCst), B);
+            assert_eq!(slot.tat.load(Ordering::SeqCst), 9 * MS);
+        });
+    }
 }
