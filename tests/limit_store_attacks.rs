@@ -638,7 +638,6 @@ fn a_flood_leaves_gcra_memory_where_the_build_put_it() {
 /// after awaiting the remote one, late enough for this. Fixing it needs the
 /// refund to know which bucket the check charged (an API change).
 #[test]
-#[ignore = "known: a late refund of a forgotten key credits the overflow bucket"]
 fn a_late_refund_of_a_forgotten_key_does_not_credit_the_overflow_bucket() {
     let clock = ManualClock::new();
     let limiter = Gcra::keyed(Quota::per_second(1).unwrap())

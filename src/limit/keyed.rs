@@ -235,8 +235,13 @@ where
         Ok(self.decide(key, cost))
     }
 
-    /// Gives back `cost` units an allowed check of `key` took (to the
-    /// overflow bucket if the key is not tracked and the policy shares one).
+    /// Gives back `cost` units an allowed check of `key` took. A key the
+    /// table does not track (any more) gets nothing back, and neither does
+    /// the shared overflow bucket: a refund cannot tell whether its check
+    /// was charged to that bucket or to a key forgotten since, and crediting
+    /// a bucket the check never charged would let it admit more than its
+    /// burst at once. The cost of that rule is a rare under-admission (a
+    /// check charged to the overflow bucket is not given back).
     ///
     /// ```
     /// # use surgeguard::limit::{Gcra, Quota};
@@ -248,11 +253,8 @@ where
     /// ```
     pub fn refund(&self, key: &K, cost: u32) {
         let now = self.clock.now().as_nanos();
-        if !self.table.refund(key, now, cost) && self.when_full == WhenFull::ShareOverflowBucket {
-            self.table
-                .rule()
-                .refund(&mut self.overflow.lock(), now, cost);
-        }
+        // Untracked: see above; the overflow bucket is not credited.
+        let _tracked = self.table.refund(key, now, cost);
     }
 
     /// Keys tracked now (at most [`max_keys`](Self::max_keys)). Takes each
