@@ -10,9 +10,19 @@
 //! entries, §4.4).
 //!
 //! A `GET` whose load was already running when the invalidation happened
-//! may still store what it loaded: the cache cannot tell an answer made
-//! before the change from one made after.
+//! may have read the resource before the change: its answer still goes to
+//! the requests that waited for it (they overlapped the unsafe request),
+//! but it is not stored. The cache's own rule (a remove supersedes a load
+//! in flight) does not cover this: the layer's loader stores its answer
+//! itself, with the response's own lifetime, and a revalidation stores
+//! into the response cache from another cache's flight. So each load
+//! notes [`Invalidations::count`] for its resource before it calls the
+//! handler, and stores only if the count has not moved since. Counts are
+//! kept per bucket of resource hashes (fixed memory, whatever the number
+//! of URIs): an invalidation of another resource in the same bucket only
+//! costs a load that was running at that moment its storing.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use http::header::{CONTENT_LOCATION, HOST, LOCATION};
@@ -29,6 +39,36 @@ pub(crate) fn is_safe(method: &Method) -> bool {
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
     )
+}
+
+/// Buckets of [`Invalidations`]: 32 KiB per layer.
+const INVALIDATION_BUCKETS: usize = 4096;
+
+/// How many invalidations each bucket of resources has seen.
+pub(crate) struct Invalidations {
+    counts: Box<[AtomicU64]>,
+}
+
+impl Invalidations {
+    pub(crate) fn new() -> Self {
+        let counts = (0..INVALIDATION_BUCKETS)
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        Invalidations { counts }
+    }
+
+    /// The count of `resource`'s bucket, read before a load calls the
+    /// handler and again once it has stored.
+    pub(crate) fn count(&self, resource: &ResourceKey) -> u64 {
+        // SeqCst with `record`: a store's check and an invalidation's
+        // count are ordered, whichever comes first (see `Core::store`).
+        self.counts[resource.bucket(INVALIDATION_BUCKETS)].load(Ordering::SeqCst)
+    }
+
+    /// Counts an invalidation of `resource`, before its entries go.
+    pub(crate) fn record(&self, resource: &ResourceKey) {
+        self.counts[resource.bucket(INVALIDATION_BUCKETS)].fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// What an unsafe request would invalidate, kept until its answer.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use super::freshness::Heuristic;
+use super::invalidate::Invalidations;
 use super::key::VariedResources;
 use super::policy::Rules;
 use super::service::ResponseCacheService;
@@ -551,6 +552,7 @@ impl ResponseCacheBuilder {
                 variants,
                 variant_lock: parking_lot::Mutex::new(()),
                 varied: VariedResources::new(),
+                invalidations: Invalidations::new(),
                 hasher: ahash::RandomState::new(),
                 max_body_bytes,
                 max_bytes,

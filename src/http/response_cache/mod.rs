@@ -105,6 +105,7 @@ mod targeted;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use future::ResponseCacheFuture;
 pub use layer::{ResponseCacheBuildError, ResponseCacheBuilder, ResponseCacheLayer};
@@ -112,6 +113,7 @@ pub use service::ResponseCacheService;
 
 use crate::cache::Cache;
 use crate::clock::Clock;
+use invalidate::Invalidations;
 use key::{ResourceKey, VariantKey, Variants, VariedResources};
 use policy::Rules;
 use stored::StoredResponse;
@@ -131,6 +133,9 @@ pub(crate) struct Core {
     variant_lock: parking_lot::Mutex<()>,
     /// Which resources ever varied: the others skip `variants`.
     varied: VariedResources,
+    /// Counts invalidations per resource bucket, so that a load running
+    /// across one does not store what it read before (see `invalidate.rs`).
+    invalidations: Invalidations,
     /// Hashes resource keys, once per request.
     hasher: ahash::RandomState,
     max_body_bytes: usize,
@@ -173,8 +178,23 @@ impl Core {
         known.record(variant)
     }
 
+    /// Stores `stored` under `variant` for `ttl`, unless its resource was
+    /// invalidated since `seen` (its count when the load that made
+    /// `stored` called the handler): that answer may predate the change.
+    fn store(&self, variant: &VariantKey, stored: &Arc<StoredResponse>, ttl: Duration, seen: u64) {
+        // Inserted first, checked after: `invalidate` counts before it
+        // removes, so either its removal comes after this insert, or this
+        // check sees its count (see `invalidate.rs`).
+        self.entries
+            .insert_with_ttl(variant.clone(), Arc::clone(stored), ttl);
+        if self.invalidations.count(&variant.resource) != seen {
+            drop(self.entries.remove(variant));
+        }
+    }
+
     /// Removes every stored variant of `resource` (RFC 9111 §4.4).
     fn invalidate(&self, resource: &ResourceKey) {
+        self.invalidations.record(resource);
         drop(self.entries.remove(&VariantKey::whole(resource.clone())));
         if !self.varied.may_vary(resource) {
             return;
