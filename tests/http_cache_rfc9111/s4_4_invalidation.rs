@@ -148,3 +148,55 @@ async fn s4_4_every_variant_is_invalidated() {
     assert_eq!(ask("de").await, "call 4");
     assert_eq!(ask("fr").await, "call 5");
 }
+
+/// §4.4: the target URI is invalidated whichever request-target form the
+/// unsafe request used: a `POST` in absolute form for the same origin
+/// removes what a `GET` in origin form stored, and the other way round.
+#[tokio::test]
+async fn s4_4_the_target_is_invalidated_in_either_request_form() {
+    for (stored, posted) in [
+        ("/r", "http://example.test/r"),
+        ("http://example.test/r", "/r"),
+    ] {
+        let clock = ManualClock::new();
+        let origin = origin(204, &[]);
+        let cache = cached(&origin, &clock);
+        get(&cache, stored).await;
+        assert_eq!(get(&cache, stored).await.text(), "call 1");
+        send(&cache, "POST", posted, &[]).await;
+        assert_eq!(
+            get(&cache, stored).await.text(),
+            "call 3",
+            "{stored} {posted}"
+        );
+    }
+}
+
+/// §4.4: after an invalidation a `HEAD` is not answered from the removed
+/// `GET` either.
+#[tokio::test]
+async fn s4_4_head_is_not_answered_from_an_invalidated_get() {
+    let clock = ManualClock::new();
+    let origin = Origin::new(|seen, call| {
+        let call = call.to_string();
+        if seen.method == http::Method::POST {
+            return answer(204, &[], "");
+        }
+        answer(
+            200,
+            &[("cache-control", "max-age=60"), ("x-call", &call)],
+            "page",
+        )
+    });
+    let cache = cached(&origin, &clock);
+    get(&cache, "/r").await;
+    assert_eq!(
+        send(&cache, "HEAD", "/r", &[]).await.header("x-call"),
+        Some("1")
+    );
+    send(&cache, "POST", "/r", &[]).await;
+    assert_eq!(
+        send(&cache, "HEAD", "/r", &[]).await.header("x-call"),
+        Some("3")
+    );
+}

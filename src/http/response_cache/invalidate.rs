@@ -7,7 +7,9 @@
 //! (2xx or 3xx), the layer removes every stored variant of the target URI
 //! and of the URIs in `Location` and `Content-Location`, when those are on
 //! the same origin (a different host could be used to wipe someone else's
-//! entries, §4.4).
+//! entries, §4.4), in each request-target form a `GET` for them may have
+//! been stored under (origin form with `Host`, absolute form with or
+//! without it).
 //!
 //! A `GET` whose load was already running when the invalidation happened
 //! may have read the resource before the change: its answer still goes to
@@ -92,16 +94,57 @@ impl Target {
         if !(status.is_success() || status.is_redirection()) {
             return;
         }
-        let hasher = &self.core.hasher;
-        self.core
-            .invalidate(&ResourceKey::new(self.host.as_ref(), &self.uri, hasher));
+        let host = self.host.as_ref();
+        self.invalidate_every_form(host, &self.uri);
         for name in [LOCATION, CONTENT_LOCATION] {
             for value in headers.get_all(name) {
-                for uri in same_origin(self.host.as_ref(), &self.uri, value) {
-                    self.core
-                        .invalidate(&ResourceKey::new(self.host.as_ref(), &uri, hasher));
+                for uri in same_origin(host, &self.uri, value) {
+                    self.invalidate_every_form(host, &uri);
                 }
             }
+        }
+    }
+
+    /// Invalidates `uri` under each key a `GET` for it may have been stored
+    /// by: a resource is keyed by `Host` and the request-target as sent,
+    /// and the same URI arrives in origin form with `Host` (HTTP/1.1), in
+    /// absolute form without `Host` (HTTP/2, where hyper puts the scheme
+    /// and `:authority` in the URI), or in absolute form with it (a
+    /// client talking to a proxy). All name the same origin as `uri` does,
+    /// so nothing on another origin is reached.
+    fn invalidate_every_form(&self, host: Option<&HeaderValue>, uri: &Uri) {
+        let path = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+        let mut keys = vec![(host.cloned(), uri.clone())];
+        match uri.authority() {
+            Some(authority) => {
+                // Absolute form: its authority is the origin (RFC 9112
+                // §3.2.2), whatever `Host` said.
+                let origin_form = path.parse::<Uri>().ok();
+                let named = HeaderValue::from_str(authority.as_str()).ok();
+                if let (Some(origin_form), Some(named)) = (origin_form, named) {
+                    keys.push((Some(named), origin_form));
+                }
+                keys.push((None, uri.clone()));
+            }
+            None => {
+                let Some(authority) = host.and_then(|host| host.to_str().ok()) else {
+                    return self.invalidate_keys(keys);
+                };
+                for scheme in ["http", "https"] {
+                    if let Ok(absolute) = format!("{scheme}://{authority}{path}").parse::<Uri>() {
+                        keys.push((host.cloned(), absolute.clone()));
+                        keys.push((None, absolute));
+                    }
+                }
+            }
+        }
+        self.invalidate_keys(keys);
+    }
+
+    fn invalidate_keys(&self, keys: Vec<(Option<HeaderValue>, Uri)>) {
+        for (host, uri) in keys {
+            let resource = ResourceKey::new(host.as_ref(), &uri, &self.core.hasher);
+            self.core.invalidate(&resource);
         }
     }
 }
