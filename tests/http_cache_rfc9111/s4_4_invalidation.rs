@@ -172,6 +172,51 @@ async fn s4_4_the_target_is_invalidated_in_either_request_form() {
     }
 }
 
+/// §4.4 with §4.1: a variant stored under a `Vary` the resource later
+/// dropped is invalidated too; it must not come back when the `Vary` does.
+#[tokio::test]
+async fn s4_4_a_variant_outlives_no_change_of_vary() {
+    let clock = ManualClock::new();
+    let varies = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let origin = {
+        let varies = std::sync::Arc::clone(&varies);
+        Origin::new(move |seen, call| {
+            if seen.method != http::Method::GET {
+                return answer(204, &[], "");
+            }
+            let body = format!("call {call}");
+            if varies.load(std::sync::atomic::Ordering::SeqCst) {
+                answer(
+                    200,
+                    &[
+                        ("cache-control", "max-age=600"),
+                        ("vary", "accept-language"),
+                    ],
+                    &body,
+                )
+            } else {
+                answer(200, &[("cache-control", "max-age=600")], &body)
+            }
+        })
+    };
+    let cache = cached(&origin, &clock);
+    let de = [("accept-language", "de")];
+    assert_eq!(send(&cache, "GET", "/r", &de).await.text(), "call 1");
+    // The resource stops varying: a request the stored variant does not
+    // match stores a response without `Vary`.
+    varies.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(get(&cache, "/r").await.text(), "call 2");
+    // The resource changes; everything stored for it goes.
+    send(&cache, "PUT", "/r", &[]).await;
+    // It varies again: the first variant stored now teaches the layer the
+    // `Vary`, and the `de` request must not find the variant from before
+    // the PUT.
+    varies.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(get(&cache, "/r").await.text(), "call 4");
+    let after = send(&cache, "GET", "/r", &de).await;
+    assert_ne!(after.text(), "call 1");
+}
+
 /// §4.4: after an invalidation a `HEAD` is not answered from the removed
 /// `GET` either.
 #[tokio::test]

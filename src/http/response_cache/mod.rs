@@ -156,24 +156,33 @@ pub(crate) struct Core {
 impl Core {
     /// Records that `variant` is stored under the `vary` names; `false`
     /// when its resource has as many variants as it may keep.
+    ///
+    /// When the resource's `Vary` changed, the variants stored under the
+    /// old one go: nothing would find them now, and nothing could
+    /// invalidate them (§4.4) once their record is replaced, yet a later
+    /// return to the old `Vary` would find them again.
     fn remember_variant(&self, variant: &VariantKey, vary: Box<[http::HeaderName]>) -> bool {
         let resource = &variant.resource;
         if vary.is_empty() {
             if self.variants.contains_key(resource) {
-                drop(self.variants.remove(resource));
+                if let Some(old) = self.variants.remove(resource) {
+                    self.forget_variants(&old);
+                }
             }
             return true;
         }
         let _recording = self.variant_lock.lock();
-        let known = self
-            .variants
-            .get(resource)
-            .filter(|known| known.names == vary);
-        let known = known.unwrap_or_else(|| {
-            let fresh = Arc::new(Variants::new(vary));
-            self.variants.insert(resource.clone(), Arc::clone(&fresh));
-            fresh
-        });
+        let known = match self.variants.get(resource) {
+            Some(known) if known.names == vary => known,
+            replaced => {
+                if let Some(old) = replaced {
+                    self.forget_variants(&old);
+                }
+                let fresh = Arc::new(Variants::new(vary));
+                self.variants.insert(resource.clone(), Arc::clone(&fresh));
+                fresh
+            }
+        };
         self.varied.mark(resource);
         known.record(variant)
     }
@@ -189,6 +198,13 @@ impl Core {
             .insert_with_ttl(variant.clone(), Arc::clone(stored), ttl);
         if self.invalidations.count(&variant.resource) != seen {
             drop(self.entries.remove(variant));
+        }
+    }
+
+    /// Removes the stored responses `old` recorded.
+    fn forget_variants(&self, old: &Variants) {
+        for stored in old.stored() {
+            drop(self.entries.remove(&stored));
         }
     }
 
