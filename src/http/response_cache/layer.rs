@@ -125,7 +125,9 @@ const DEFAULT_KEEP_STALE: Duration = Duration::from_secs(600);
 /// in tests; here only the dates a response carries are compared with the
 /// system clock, once, when it arrives, and all else runs on the layer's
 /// clock. It is a policy object, and the layer would still write its own
-/// storage, single flight, revalidation and invalidation around it. The
+/// storage, single flight, revalidation and invalidation around it, and
+/// its decision for a hit alone costs no less than the layer's whole hit
+/// (`benches/http.rs`, group `hit_decision`; BENCHMARKS.md). The
 /// rules written here (`date.rs`, `freshness.rs`, `policy.rs`, `stale.rs`,
 /// `fields.rs`, `conditional.rs`) are each tested by section in
 /// `tests/http_cache_rfc9111/`.
