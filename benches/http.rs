@@ -12,6 +12,12 @@
 //! * `slow_handler/*`: a handler that takes 1 ms, bare and cached.
 //! * `revalidation/*`: a stale 100 KiB page, revalidated with a `304` or
 //!   fetched again in full.
+//! * `hit_decision/*`: the layer's whole hit (`response_cache_hit`, as in
+//!   `layer_overhead`) beside what the `http-cache-semantics` crate costs to
+//!   decide one hit: `before_request` on a stored `CachePolicy`
+//!   (`semantics_before_request`, which also hands back the head to send),
+//!   and a policy made from the stored heads first
+//!   (`semantics_new_and_before_request`).
 //!
 //! Run: `cargo bench --features tower,axum --bench http`.
 
@@ -232,5 +238,57 @@ fn revalidation(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, overhead, slow_handler, revalidation);
+/// The layer's hit against `http-cache-semantics` deciding the same hit,
+/// measured before choosing to write the rules in the layer (issue 20).
+fn hit_decision(c: &mut Criterion) {
+    use http_cache_semantics::CachePolicy;
+    use std::time::SystemTime;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _entered = runtime.enter();
+    let mut group = c.benchmark_group("hit_decision");
+    group.measurement_time(Duration::from_secs(3));
+
+    let cached = ResponseCacheLayer::builder()
+        .build()
+        .unwrap()
+        .layer(handler());
+    call(&runtime, &cached);
+    group.bench_function("response_cache_hit", |b| b.iter(|| call(&runtime, &cached)));
+
+    let stored_request = Request::get("/product/7")
+        .header("host", "example.test")
+        .body(())
+        .unwrap();
+    let stored_response = Response::builder()
+        .header("cache-control", "max-age=3600")
+        .header("content-type", "text/plain")
+        .body(())
+        .unwrap();
+    let policy = CachePolicy::new(&stored_request, &stored_response);
+    assert!(policy.is_storable());
+    let incoming = Request::get("/product/7")
+        .header("host", "example.test")
+        .body(())
+        .unwrap();
+    group.bench_function("semantics_before_request", |b| {
+        b.iter(|| {
+            let decision = policy.before_request(&incoming, SystemTime::now());
+            assert!(decision.satisfies_without_revalidation());
+            decision
+        })
+    });
+    group.bench_function("semantics_new_and_before_request", |b| {
+        b.iter(|| {
+            let policy = CachePolicy::new(&stored_request, &stored_response);
+            policy.before_request(&incoming, SystemTime::now())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, overhead, slow_handler, revalidation, hit_decision);
 criterion_main!(benches);

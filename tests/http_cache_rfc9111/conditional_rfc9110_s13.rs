@@ -57,3 +57,47 @@ async fn s13_1_2_if_none_match_compares_weakly() {
     }
     assert_eq!(origin.calls(), 1);
 }
+
+/// §13.1.2: `If-None-Match: *` is false when a current representation
+/// exists, so a `GET` with it gets `304` from a stored response, with or
+/// without an `ETag` of its own.
+#[tokio::test]
+async fn s13_1_2_if_none_match_star_matches_any_stored_response() {
+    for headers in [
+        &[("cache-control", "max-age=60")][..],
+        &[("cache-control", "max-age=60"), ("etag", "\"v1\"")][..],
+    ] {
+        let clock = ManualClock::new();
+        let fields: &'static [(&'static str, &'static str)] = Box::leak(headers.to_vec().into());
+        let origin = Origin::fixed(200, fields);
+        let cache = cached(&origin, &clock);
+        get(&cache, "/r").await;
+        let star = send(&cache, "GET", "/r", &[("if-none-match", "*")]).await;
+        assert_eq!(star.status, 304, "{headers:?}");
+        assert_eq!(origin.calls(), 1);
+    }
+}
+
+/// §13.1.3: an `If-Modified-Since` that is not a date is ignored: the full
+/// response, never a `304` the client cannot use.
+#[tokio::test]
+async fn s13_1_3_an_invalid_if_modified_since_is_ignored() {
+    let clock = ManualClock::new();
+    let origin = Origin::fixed(
+        200,
+        &[
+            ("cache-control", "max-age=60"),
+            ("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT"),
+        ],
+    );
+    let cache = cached(&origin, &clock);
+    get(&cache, "/r").await;
+    for since in ["yesterday", "Sun, 06 Nov 2094 08:49:37 UTC", "0", ""] {
+        let got = send(&cache, "GET", "/r", &[("if-modified-since", since)]).await;
+        assert_eq!(
+            (got.status.as_u16(), got.text()),
+            (200, "call 1"),
+            "{since:?}"
+        );
+    }
+}

@@ -11,6 +11,7 @@
 #[path = "../http_support/mod.rs"]
 mod http_support;
 
+mod attacks;
 mod origin;
 
 mod range_rfc9110_s14;

@@ -56,3 +56,18 @@ async fn s3_5_authorization_needs_an_explicit_permission() {
         assert_eq!(origin.calls(), calls, "{cc}");
     }
 }
+
+/// §5.2.2.10: `s-maxage` carries `proxy-revalidate` for a shared cache, so
+/// once stale the response is not served without validation, not even to
+/// a request that accepts stale responses with `max-stale` (§5.2.2.8).
+#[tokio::test]
+async fn s5_2_2_10_s_maxage_is_not_served_stale_to_max_stale() {
+    let clock = ManualClock::new();
+    let origin = Origin::fixed(200, &[("cache-control", "s-maxage=10"), ("etag", "\"a\"")]);
+    let shared = cached(&origin, &clock);
+    get(&shared, "/r").await;
+    clock.advance(seconds(15));
+    let asked = send(&shared, "GET", "/r", &[("cache-control", "max-stale=60")]).await;
+    assert_eq!(asked.text(), "call 2");
+    assert_eq!(origin.calls(), 2);
+}

@@ -277,3 +277,39 @@ async fn s4_3_a_storm_for_a_stale_entry_makes_one_conditional_request() {
     assert_eq!(origin.calls(), 2);
     assert_eq!(origin.request(2).header("if-none-match"), Some("\"v1\""));
 }
+
+/// §4.3.4 with §3.2: a `304` does not replace `Content-Length`, which
+/// describes the stored body it does not carry.
+#[tokio::test]
+async fn s4_3_4_a_304_does_not_overwrite_content_length() {
+    let clock = ManualClock::new();
+    let origin = Origin::new(|seen, _| {
+        if seen.header("if-none-match") == Some("\"v1\"") {
+            return answer(
+                304,
+                &[
+                    ("cache-control", "max-age=10"),
+                    ("etag", "\"v1\""),
+                    ("content-length", "0"),
+                ],
+                "",
+            );
+        }
+        answer(
+            200,
+            &[
+                ("cache-control", "max-age=10"),
+                ("etag", "\"v1\""),
+                ("content-length", "7"),
+            ],
+            "body v1",
+        )
+    });
+    let cache = cached(&origin, &clock);
+    get(&cache, "/r").await;
+    clock.advance(seconds(11));
+    let freshened = get(&cache, "/r").await;
+    assert_eq!(freshened.header("content-length"), Some("7"));
+    assert_eq!(freshened.text(), "body v1");
+    assert_eq!(origin.calls(), 2);
+}

@@ -148,3 +148,100 @@ async fn s4_4_every_variant_is_invalidated() {
     assert_eq!(ask("de").await, "call 4");
     assert_eq!(ask("fr").await, "call 5");
 }
+
+/// §4.4: the target URI is invalidated whichever request-target form the
+/// unsafe request used: a `POST` in absolute form for the same origin
+/// removes what a `GET` in origin form stored, and the other way round.
+#[tokio::test]
+async fn s4_4_the_target_is_invalidated_in_either_request_form() {
+    for (stored, posted) in [
+        ("/r", "http://example.test/r"),
+        ("http://example.test/r", "/r"),
+    ] {
+        let clock = ManualClock::new();
+        let origin = origin(204, &[]);
+        let cache = cached(&origin, &clock);
+        get(&cache, stored).await;
+        assert_eq!(get(&cache, stored).await.text(), "call 1");
+        send(&cache, "POST", posted, &[]).await;
+        assert_eq!(
+            get(&cache, stored).await.text(),
+            "call 3",
+            "{stored} {posted}"
+        );
+    }
+}
+
+/// §4.4 with §4.1: a variant stored under a `Vary` the resource later
+/// dropped is invalidated too; it must not come back when the `Vary` does.
+#[tokio::test]
+async fn s4_4_a_variant_outlives_no_change_of_vary() {
+    let clock = ManualClock::new();
+    let varies = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let origin = {
+        let varies = std::sync::Arc::clone(&varies);
+        Origin::new(move |seen, call| {
+            if seen.method != http::Method::GET {
+                return answer(204, &[], "");
+            }
+            let body = format!("call {call}");
+            if varies.load(std::sync::atomic::Ordering::SeqCst) {
+                answer(
+                    200,
+                    &[
+                        ("cache-control", "max-age=600"),
+                        ("vary", "accept-language"),
+                    ],
+                    &body,
+                )
+            } else {
+                answer(200, &[("cache-control", "max-age=600")], &body)
+            }
+        })
+    };
+    let cache = cached(&origin, &clock);
+    let de = [("accept-language", "de")];
+    assert_eq!(send(&cache, "GET", "/r", &de).await.text(), "call 1");
+    // The resource stops varying: a request the stored variant does not
+    // match stores a response without `Vary`.
+    varies.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(get(&cache, "/r").await.text(), "call 2");
+    // The resource changes; everything stored for it goes.
+    send(&cache, "PUT", "/r", &[]).await;
+    // It varies again: the first variant stored now teaches the layer the
+    // `Vary`, and the `de` request must not find the variant from before
+    // the PUT.
+    varies.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(get(&cache, "/r").await.text(), "call 4");
+    let after = send(&cache, "GET", "/r", &de).await;
+    assert_ne!(after.text(), "call 1");
+}
+
+/// §4.4: after an invalidation a `HEAD` is not answered from the removed
+/// `GET` either.
+#[tokio::test]
+async fn s4_4_head_is_not_answered_from_an_invalidated_get() {
+    let clock = ManualClock::new();
+    let origin = Origin::new(|seen, call| {
+        let call = call.to_string();
+        if seen.method == http::Method::POST {
+            return answer(204, &[], "");
+        }
+        answer(
+            200,
+            &[("cache-control", "max-age=60"), ("x-call", &call)],
+            "page",
+        )
+    });
+    let cache = cached(&origin, &clock);
+    get(&cache, "/r").await;
+    assert_eq!(
+        send(&cache, "HEAD", "/r", &[]).await.header("x-call"),
+        Some("1")
+    );
+    send(&cache, "POST", "/r", &[]).await;
+    assert_eq!(
+        send(&cache, "HEAD", "/r", &[]).await.header("x-call"),
+        Some("3")
+    );
+}

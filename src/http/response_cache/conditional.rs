@@ -84,12 +84,14 @@ fn single(headers: &HeaderMap, name: &http::HeaderName) -> Option<HeaderValue> {
 /// Whether the `If-None-Match` list matches `etag` weakly; `false` when
 /// any item is not an entity-tag.
 fn matches_any(list: &str, etag: Option<&str>) -> bool {
-    let Some(stored) = etag.and_then(opaque_tag) else {
-        return false;
-    };
+    // `*` holds for any current representation, tagged or not (RFC 9110
+    // §13.1.2): the stored response is one.
     if list.trim() == "*" {
         return true;
     }
+    let Some(stored) = etag.and_then(opaque_tag) else {
+        return false;
+    };
     let mut matched = false;
     for item in super::policy::split_list(list) {
         match opaque_tag(item) {
@@ -139,7 +141,7 @@ mod tests {
         }
         let huge = format!("{}\"v1\"", "\"x\", ".repeat(20_000));
         assert!(yes(&huge));
-        assert!(!conditions(&[("if-none-match", "*")]).not_modified(None, None));
+        assert!(conditions(&[("if-none-match", "*")]).not_modified(None, None));
     }
 
     #[test]

@@ -59,6 +59,9 @@ where
 {
     // Another loader of this caller's took the request first.
     let (request, running) = slot.take().ok_or(NotStored { failed: false })?;
+    // Before the handler sees the request: an unsafe request that
+    // succeeds from here on may have changed what it answers.
+    let invalidations = core.invalidations.count(&key.resource);
     if let Some(base) = &base {
         if let Some(current) = revalidate::already_replaced(&core, &key, base) {
             running.end(Handoff::Stored(Arc::clone(&current)));
@@ -90,7 +93,15 @@ where
     let now = date::system_now();
     if let Some(base) = &base {
         if response.status() == StatusCode::NOT_MODIFIED {
-            return revalidate::freshen(&core, running, &key, base, &request_headers, response);
+            return revalidate::freshen(
+                &core,
+                running,
+                &key,
+                base,
+                &request_headers,
+                response,
+                invalidations,
+            );
         }
     }
     let failed = matches!(response.status().as_u16(), 500 | 502 | 503 | 504);
@@ -145,9 +156,9 @@ where
     }
     // Storing here, with the response's own lifetime, supersedes the
     // cache's flight for `key`: its waiters still get `stored`, and the
-    // flight does not store it again with the cache's default lifetime.
-    core.entries
-        .insert_with_ttl(variant.clone(), Arc::clone(&stored), verdict.time_to_live());
+    // flight does not store it again with the cache's default lifetime
+    // (nor when `store` took it out again after an invalidation).
+    core.store(&variant, &stored, verdict.time_to_live(), invalidations);
     if base.is_some() {
         // The revalidation's flight stores nothing of its own.
         drop(core.revalidations.remove(&key));

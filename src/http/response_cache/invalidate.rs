@@ -7,12 +7,24 @@
 //! (2xx or 3xx), the layer removes every stored variant of the target URI
 //! and of the URIs in `Location` and `Content-Location`, when those are on
 //! the same origin (a different host could be used to wipe someone else's
-//! entries, §4.4).
+//! entries, §4.4), in each request-target form a `GET` for them may have
+//! been stored under (origin form with `Host`, absolute form with or
+//! without it).
 //!
 //! A `GET` whose load was already running when the invalidation happened
-//! may still store what it loaded: the cache cannot tell an answer made
-//! before the change from one made after.
+//! may have read the resource before the change: its answer still goes to
+//! the requests that waited for it (they overlapped the unsafe request),
+//! but it is not stored. The cache's own rule (a remove supersedes a load
+//! in flight) does not cover this: the layer's loader stores its answer
+//! itself, with the response's own lifetime, and a revalidation stores
+//! into the response cache from another cache's flight. So each load
+//! notes [`Invalidations::count`] for its resource before it calls the
+//! handler, and stores only if the count has not moved since. Counts are
+//! kept per bucket of resource hashes (fixed memory, whatever the number
+//! of URIs): an invalidation of another resource in the same bucket only
+//! costs a load that was running at that moment its storing.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use http::header::{CONTENT_LOCATION, HOST, LOCATION};
@@ -29,6 +41,36 @@ pub(crate) fn is_safe(method: &Method) -> bool {
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
     )
+}
+
+/// Buckets of [`Invalidations`]: 32 KiB per layer.
+const INVALIDATION_BUCKETS: usize = 4096;
+
+/// How many invalidations each bucket of resources has seen.
+pub(crate) struct Invalidations {
+    counts: Box<[AtomicU64]>,
+}
+
+impl Invalidations {
+    pub(crate) fn new() -> Self {
+        let counts = (0..INVALIDATION_BUCKETS)
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        Invalidations { counts }
+    }
+
+    /// The count of `resource`'s bucket, read before a load calls the
+    /// handler and again once it has stored.
+    pub(crate) fn count(&self, resource: &ResourceKey) -> u64 {
+        // SeqCst with `record`: a store's check and an invalidation's
+        // count are ordered, whichever comes first (see `Core::store`).
+        self.counts[resource.bucket(INVALIDATION_BUCKETS)].load(Ordering::SeqCst)
+    }
+
+    /// Counts an invalidation of `resource`, before its entries go.
+    pub(crate) fn record(&self, resource: &ResourceKey) {
+        self.counts[resource.bucket(INVALIDATION_BUCKETS)].fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// What an unsafe request would invalidate, kept until its answer.
@@ -52,16 +94,57 @@ impl Target {
         if !(status.is_success() || status.is_redirection()) {
             return;
         }
-        let hasher = &self.core.hasher;
-        self.core
-            .invalidate(&ResourceKey::new(self.host.as_ref(), &self.uri, hasher));
+        let host = self.host.as_ref();
+        self.invalidate_every_form(host, &self.uri);
         for name in [LOCATION, CONTENT_LOCATION] {
             for value in headers.get_all(name) {
-                for uri in same_origin(self.host.as_ref(), &self.uri, value) {
-                    self.core
-                        .invalidate(&ResourceKey::new(self.host.as_ref(), &uri, hasher));
+                for uri in same_origin(host, &self.uri, value) {
+                    self.invalidate_every_form(host, &uri);
                 }
             }
+        }
+    }
+
+    /// Invalidates `uri` under each key a `GET` for it may have been stored
+    /// by: a resource is keyed by `Host` and the request-target as sent,
+    /// and the same URI arrives in origin form with `Host` (HTTP/1.1), in
+    /// absolute form without `Host` (HTTP/2, where hyper puts the scheme
+    /// and `:authority` in the URI), or in absolute form with it (a
+    /// client talking to a proxy). All name the same origin as `uri` does,
+    /// so nothing on another origin is reached.
+    fn invalidate_every_form(&self, host: Option<&HeaderValue>, uri: &Uri) {
+        let path = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+        let mut keys = vec![(host.cloned(), uri.clone())];
+        match uri.authority() {
+            Some(authority) => {
+                // Absolute form: its authority is the origin (RFC 9112
+                // §3.2.2), whatever `Host` said.
+                let origin_form = path.parse::<Uri>().ok();
+                let named = HeaderValue::from_str(authority.as_str()).ok();
+                if let (Some(origin_form), Some(named)) = (origin_form, named) {
+                    keys.push((Some(named), origin_form));
+                }
+                keys.push((None, uri.clone()));
+            }
+            None => {
+                let Some(authority) = host.and_then(|host| host.to_str().ok()) else {
+                    return self.invalidate_keys(keys);
+                };
+                for scheme in ["http", "https"] {
+                    if let Ok(absolute) = format!("{scheme}://{authority}{path}").parse::<Uri>() {
+                        keys.push((host.cloned(), absolute.clone()));
+                        keys.push((None, absolute));
+                    }
+                }
+            }
+        }
+        self.invalidate_keys(keys);
+    }
+
+    fn invalidate_keys(&self, keys: Vec<(Option<HeaderValue>, Uri)>) {
+        for (host, uri) in keys {
+            let resource = ResourceKey::new(host.as_ref(), &uri, &self.core.hasher);
+            self.core.invalidate(&resource);
         }
     }
 }

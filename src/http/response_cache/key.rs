@@ -57,6 +57,13 @@ impl ResourceKey {
     }
 }
 
+impl ResourceKey {
+    /// Which of `buckets` this resource falls in, by its hash.
+    pub(crate) fn bucket(&self, buckets: usize) -> usize {
+        (self.hash % buckets as u64) as usize
+    }
+}
+
 impl PartialEq for ResourceKey {
     fn eq(&self, other: &Self) -> bool {
         self.hash == other.hash && self.host == other.host && self.uri == other.uri

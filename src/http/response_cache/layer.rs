@@ -10,6 +10,7 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use super::freshness::Heuristic;
+use super::invalidate::Invalidations;
 use super::key::VariedResources;
 use super::policy::Rules;
 use super::service::ResponseCacheService;
@@ -124,7 +125,9 @@ const DEFAULT_KEEP_STALE: Duration = Duration::from_secs(600);
 /// in tests; here only the dates a response carries are compared with the
 /// system clock, once, when it arrives, and all else runs on the layer's
 /// clock. It is a policy object, and the layer would still write its own
-/// storage, single flight, revalidation and invalidation around it. The
+/// storage, single flight, revalidation and invalidation around it, and
+/// its decision for a hit alone costs no less than the layer's whole hit
+/// (`benches/http.rs`, group `hit_decision`; BENCHMARKS.md). The
 /// rules written here (`date.rs`, `freshness.rs`, `policy.rs`, `stale.rs`,
 /// `fields.rs`, `conditional.rs`) are each tested by section in
 /// `tests/http_cache_rfc9111/`.
@@ -551,6 +554,7 @@ impl ResponseCacheBuilder {
                 variants,
                 variant_lock: parking_lot::Mutex::new(()),
                 varied: VariedResources::new(),
+                invalidations: Invalidations::new(),
                 hasher: ahash::RandomState::new(),
                 max_body_bytes,
                 max_bytes,

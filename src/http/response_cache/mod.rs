@@ -79,7 +79,9 @@
 //! in tests; here only the dates a response carries are compared with the
 //! system clock, once, when it arrives, and all else runs on the layer's
 //! clock. It is a policy object, and the layer would still write its own
-//! storage, single flight, revalidation and invalidation around it. The
+//! storage, single flight, revalidation and invalidation around it, and
+//! its decision for a hit alone costs no less than the layer's whole hit
+//! (`benches/http.rs`, group `hit_decision`; BENCHMARKS.md). The
 //! rules written here (`date.rs`, `freshness.rs`, `policy.rs`, `stale.rs`,
 //! `fields.rs`, `conditional.rs`) are each tested by section in
 //! `tests/http_cache_rfc9111/`.
@@ -105,6 +107,7 @@ mod targeted;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use future::ResponseCacheFuture;
 pub use layer::{ResponseCacheBuildError, ResponseCacheBuilder, ResponseCacheLayer};
@@ -112,6 +115,7 @@ pub use service::ResponseCacheService;
 
 use crate::cache::Cache;
 use crate::clock::Clock;
+use invalidate::Invalidations;
 use key::{ResourceKey, VariantKey, Variants, VariedResources};
 use policy::Rules;
 use stored::StoredResponse;
@@ -131,6 +135,9 @@ pub(crate) struct Core {
     variant_lock: parking_lot::Mutex<()>,
     /// Which resources ever varied: the others skip `variants`.
     varied: VariedResources,
+    /// Counts invalidations per resource bucket, so that a load running
+    /// across one does not store what it read before (see `invalidate.rs`).
+    invalidations: Invalidations,
     /// Hashes resource keys, once per request.
     hasher: ahash::RandomState,
     max_body_bytes: usize,
@@ -151,30 +158,61 @@ pub(crate) struct Core {
 impl Core {
     /// Records that `variant` is stored under the `vary` names; `false`
     /// when its resource has as many variants as it may keep.
+    ///
+    /// When the resource's `Vary` changed, the variants stored under the
+    /// old one go: nothing would find them now, and nothing could
+    /// invalidate them (§4.4) once their record is replaced, yet a later
+    /// return to the old `Vary` would find them again.
     fn remember_variant(&self, variant: &VariantKey, vary: Box<[http::HeaderName]>) -> bool {
         let resource = &variant.resource;
         if vary.is_empty() {
             if self.variants.contains_key(resource) {
-                drop(self.variants.remove(resource));
+                if let Some(old) = self.variants.remove(resource) {
+                    self.forget_variants(&old);
+                }
             }
             return true;
         }
         let _recording = self.variant_lock.lock();
-        let known = self
-            .variants
-            .get(resource)
-            .filter(|known| known.names == vary);
-        let known = known.unwrap_or_else(|| {
-            let fresh = Arc::new(Variants::new(vary));
-            self.variants.insert(resource.clone(), Arc::clone(&fresh));
-            fresh
-        });
+        let known = match self.variants.get(resource) {
+            Some(known) if known.names == vary => known,
+            replaced => {
+                if let Some(old) = replaced {
+                    self.forget_variants(&old);
+                }
+                let fresh = Arc::new(Variants::new(vary));
+                self.variants.insert(resource.clone(), Arc::clone(&fresh));
+                fresh
+            }
+        };
         self.varied.mark(resource);
         known.record(variant)
     }
 
+    /// Stores `stored` under `variant` for `ttl`, unless its resource was
+    /// invalidated since `seen` (its count when the load that made
+    /// `stored` called the handler): that answer may predate the change.
+    fn store(&self, variant: &VariantKey, stored: &Arc<StoredResponse>, ttl: Duration, seen: u64) {
+        // Inserted first, checked after: `invalidate` counts before it
+        // removes, so either its removal comes after this insert, or this
+        // check sees its count (see `invalidate.rs`).
+        self.entries
+            .insert_with_ttl(variant.clone(), Arc::clone(stored), ttl);
+        if self.invalidations.count(&variant.resource) != seen {
+            drop(self.entries.remove(variant));
+        }
+    }
+
+    /// Removes the stored responses `old` recorded.
+    fn forget_variants(&self, old: &Variants) {
+        for stored in old.stored() {
+            drop(self.entries.remove(&stored));
+        }
+    }
+
     /// Removes every stored variant of `resource` (RFC 9111 §4.4).
     fn invalidate(&self, resource: &ResourceKey) {
+        self.invalidations.record(resource);
         drop(self.entries.remove(&VariantKey::whole(resource.clone())));
         if !self.varied.may_vary(resource) {
             return;

@@ -253,7 +253,8 @@ pub(crate) struct Storable {
     /// Its freshness came from a heuristic, not from the origin.
     pub(crate) heuristic: bool,
     /// Never served stale (`no-cache`, `must-revalidate`, in a shared
-    /// cache `proxy-revalidate`), not even to a request with `max-stale`.
+    /// cache `proxy-revalidate` and `s-maxage`), not even to a request
+    /// with `max-stale`.
     pub(crate) must_revalidate: bool,
 }
 
@@ -344,9 +345,11 @@ pub(crate) fn storable(
         windows,
         kept_stale,
         heuristic: matches!(lifetime, Lifetime::Heuristic(_)),
+        // `s-maxage` carries `proxy-revalidate` for a shared cache
+        // (§5.2.2.10).
         must_revalidate: directives.no_cache
             || directives.must_revalidate
-            || (rules.shared && directives.proxy_revalidate),
+            || (rules.shared && (directives.proxy_revalidate || directives.s_maxage.is_some())),
     })
 }
 

@@ -79,6 +79,9 @@ pub(crate) fn make_conditional(headers: &mut HeaderMap, base: &StoredResponse) {
 
 /// A `304` for `base`: stores `base` freshened with its fields, or, if
 /// they now forbid storing, hands the freshened response to its caller.
+/// `invalidations`: the resource's count when the conditional request
+/// went out (an invalidation since then keeps the freshened response
+/// from being stored, see `invalidate.rs`).
 pub(crate) fn freshen<ReqBody, ResBody, E>(
     core: &Core,
     running: Running<ReqBody, ResBody, E>,
@@ -86,6 +89,7 @@ pub(crate) fn freshen<ReqBody, ResBody, E>(
     base: &StoredResponse,
     request_headers: &HeaderMap,
     not_modified: Response<ResBody>,
+    invalidations: u64,
 ) -> Result<Arc<StoredResponse>, NotStored>
 where
     ResBody: Body<Data = Bytes>,
@@ -118,8 +122,7 @@ where
         );
     };
     let fresh = Arc::new(base.freshened(headers, core.clock.now(), &verdict));
-    core.entries
-        .insert_with_ttl(key.clone(), Arc::clone(&fresh), verdict.time_to_live());
+    core.store(key, &fresh, verdict.time_to_live(), invalidations);
     running.end(Handoff::Stored(Arc::clone(&fresh)));
     Ok(fresh)
 }

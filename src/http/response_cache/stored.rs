@@ -48,7 +48,8 @@ pub(crate) struct StoredResponse {
     /// The `Age` it arrived with, in seconds.
     initial_age: u64,
     /// Never served stale: `no-cache`, `must-revalidate`, and in a shared
-    /// cache `proxy-revalidate` (not even to a request with `max-stale`).
+    /// cache `proxy-revalidate` and `s-maxage` (not even to a request with
+    /// `max-stale`).
     must_revalidate: bool,
     /// Bytes it holds, roughly: what the cache's weigher charges.
     weight: u32,
