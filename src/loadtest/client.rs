@@ -234,7 +234,7 @@ where
             tick(next_tick);
             next_tick += tick_every;
         }
-        sleep_until(at).await;
+        sleep_until_precisely(at).await;
         let request = make(&due);
         let deadline = at + settings.timeout;
         let (client, open_slots, counters, outcomes, recent) = (
@@ -362,5 +362,22 @@ impl Counters {
             recent_p50: super::record::nearest_rank(finished, 0.50),
             recent_p99: super::record::nearest_rank(finished, 0.99),
         }
+    }
+}
+
+/// Tokio's timer fires on its next millisecond tick, so a request due
+/// between two ticks would leave up to a millisecond late, and that lag
+/// would count as the service's latency. So: sleep to a tick before the
+/// due time, then yield until it (the worker spins for at most about one
+/// millisecond per request gap).
+async fn sleep_until_precisely(at: Instant) {
+    const TIMER_GRAIN: Duration = Duration::from_millis(1);
+    if let Some(early) = at.checked_sub(TIMER_GRAIN) {
+        if Instant::now() < early {
+            sleep_until(early).await;
+        }
+    }
+    while Instant::now() < at {
+        tokio::task::yield_now().await;
     }
 }
