@@ -85,25 +85,14 @@ async fn origin(loads: Arc<AtomicU64>, key: u64) -> Result<String, std::io::Erro
 }
 
 async fn storm_local(instances: usize) -> f64 {
-    let loads = Arc::new(AtomicU64::new(0));
     let fleet: Vec<_> = (0..instances).map(|_| local_cache()).collect();
-    let mut tasks = Vec::new();
-    for cache in &fleet {
-        for i in 0..REQUESTS_PER_INSTANCE {
-            let (cache, loads) = (cache.clone(), Arc::clone(&loads));
-            tasks.push(tokio::spawn(async move {
-                let key = i % KEYS;
-                cache
-                    .get_or_try_load_async(&key, move |key| origin(loads, key))
-                    .await
-                    .is_ok()
-            }));
-        }
-    }
-    for task in tasks {
-        assert!(task.await.unwrap_or(false), "every request is answered");
-    }
-    loads.load(Ordering::Relaxed) as f64 / KEYS as f64
+    storm(&fleet, |cache, key, loads| async move {
+        cache
+            .get_or_try_load_async(&key, move |key| origin(loads, key))
+            .await
+            .is_ok()
+    })
+    .await
 }
 
 async fn storm_tiered(
@@ -111,30 +100,44 @@ async fn storm_tiered(
     prefix: &str,
     instances: usize,
 ) -> Result<f64, Box<dyn std::error::Error>> {
-    let loads = Arc::new(AtomicU64::new(0));
     let mut fleet = Vec::new();
     for _ in 0..instances {
         fleet.push(instance(url, prefix).await?);
     }
     // Let each backplane subscribe (it drops the local tier when it does).
     tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(storm(&fleet, |cache, key, loads| async move {
+        cache
+            .get_or_try_load(&key, move |key| origin(loads, key))
+            .await
+            .is_ok()
+    })
+    .await)
+}
+
+/// Every instance of `fleet` asks for each of the keys at once
+/// (`REQUESTS_PER_INSTANCE` requests); returns origin loads per key.
+async fn storm<C, F, Fut>(fleet: &[C], read: F) -> f64
+where
+    C: Clone,
+    F: Fn(C, u64, Arc<AtomicU64>) -> Fut,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    let loads = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
-    for cache in &fleet {
+    for cache in fleet {
         for i in 0..REQUESTS_PER_INSTANCE {
-            let (cache, loads) = (cache.clone(), Arc::clone(&loads));
-            tasks.push(tokio::spawn(async move {
-                let key = i % KEYS;
-                cache
-                    .get_or_try_load(&key, move |key| origin(loads, key))
-                    .await
-                    .is_ok()
-            }));
+            tasks.push(tokio::spawn(read(
+                cache.clone(),
+                i % KEYS,
+                Arc::clone(&loads),
+            )));
         }
     }
     for task in tasks {
         assert!(task.await.unwrap_or(false), "every request is answered");
     }
-    Ok(loads.load(Ordering::Relaxed) as f64 / KEYS as f64)
+    loads.load(Ordering::Relaxed) as f64 / KEYS as f64
 }
 
 async fn propagation(url: &str) -> Result<(Duration, Duration), Box<dyn std::error::Error>> {
