@@ -174,12 +174,14 @@ impl<C: Clock> Gcra<C> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn refund(&self, cost: u32) {
-        let stripe = &self.stripes[home_stripe(self.stripes.len())];
+        let [only] = &*self.stripes else {
+            return refund_stripes(&self.stripes, self.clock.now().as_nanos(), cost);
+        };
         // fetch_update never fails with a closure that always returns Some.
-        let _ = stripe
+        let _ = only
             .tat
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |tat| {
-                Some(stripe.rule.refunded(tat, cost))
+                Some(only.rule.refunded(tat, cost))
             });
     }
 
@@ -233,6 +235,36 @@ fn check_stripes(stripes: &[Stripe], now: u64, cost: u32) -> DecisionParts {
     // Stripe 0 has the largest share, so `cost <= max_cost` always found a
     // stripe above; this only satisfies the type.
     denial.unwrap_or_else(|| stripes[0].check(now, cost)).into()
+}
+
+/// A refund to a striped limiter: the check may have taken from any
+/// stripe (another thread's home, or one it stole from), so the units go
+/// back, home stripe first, to stripes that have spent some; a stripe
+/// whose TAT is not ahead of now has nothing to take back, and a refund
+/// there would be lost.
+#[inline(never)]
+fn refund_stripes(stripes: &[Stripe], now: u64, cost: u32) {
+    let count = stripes.len();
+    let home = home_stripe(count);
+    // Every stripe has the same interval, so the units owed are one span
+    // of nanoseconds, shared out among the stripes that can take it.
+    let mut owed = stripes[0].rule.cost_nanos(cost);
+    for offset in 0..count {
+        if owed == 0 {
+            return;
+        }
+        let stripe = &stripes[(home + offset) & (count - 1)];
+        let mut given = 0;
+        // fetch_update never fails with a closure that always returns Some.
+        let _ = stripe
+            .tat
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |tat| {
+                let new = tat.saturating_sub(owed).max(now.min(tat));
+                given = tat - new;
+                Some(new)
+            });
+        owed -= given;
+    }
 }
 
 /// The thread's own stripe. Threads take numbers in order of their first

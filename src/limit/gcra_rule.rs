@@ -164,7 +164,12 @@ impl GcraRule {
     /// every TAT at or before now means the same full bucket.
     #[inline]
     pub(crate) fn refunded(&self, tat: u64, cost: u32) -> u64 {
-        tat.saturating_sub(u64::from(cost).saturating_mul(self.interval))
+        tat.saturating_sub(self.cost_nanos(cost))
+    }
+
+    /// How far `cost` units move the TAT.
+    pub(crate) fn cost_nanos(&self, cost: u32) -> u64 {
+        u64::from(cost).saturating_mul(self.interval)
     }
 
     /// Decides against a TAT shared between threads: the compare-and-swap
