@@ -16,7 +16,12 @@ use crate::limit::{AsyncRateLimiter, Checked, Decision};
 /// `(Method, String)` routes); implement it for a key of your own.
 ///
 /// Different keys must write different text (two keys that write the same
-/// text share one limit).
+/// text share one limit). That holds within one key type, not across
+/// types: `()` and the string `"global"` both write `global`, the integer
+/// `7` and the string `"7"` both write `7`, an address and a header whose
+/// value is that address both write the address. Give each layer (each key
+/// type) a limiter with a prefix of its own rather than sharing one
+/// `RedisLimiter` between, say, a global limit and a per-header one.
 ///
 /// ```
 /// use surgeguard::redis::RedisKey;
@@ -117,6 +122,18 @@ mod tests {
         assert_eq!(text(&binary), "\u{7f}fffe");
         assert_eq!(text(&lookalike), "fffe");
         assert_ne!(text(&binary), text(&lookalike));
+    }
+
+    #[test]
+    fn keys_of_different_types_can_write_the_same_text() {
+        // What the trait's docs warn about: across types, text collides.
+        assert_eq!(text(&()), text(&"global"));
+        assert_eq!(text(&7u64), text(&"7"));
+        let address: std::net::IpAddr = "198.51.100.4".parse().unwrap();
+        assert_eq!(
+            text(&address),
+            text(&http::HeaderValue::from_static("198.51.100.4"))
+        );
     }
 
     #[test]
