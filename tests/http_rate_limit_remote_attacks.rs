@@ -193,3 +193,58 @@ async fn local_units_spent_equal_the_requests_the_remote_limit_allowed() {
     let left = surgeguard::limit::RateLimiter::check(&*local, &()).remaining();
     assert_eq!(u64::from(left), u64::from(LOCAL_BURST) - REQUESTS / 2 - 1);
 }
+
+#[derive(Debug, thiserror::Error)]
+#[error("the remote limiter refused the key")]
+struct Refused;
+
+/// A remote limiter that fails every check (as Redis does for a key longer
+/// than its `max_key_len`, which a client can send on purpose).
+struct FailingRemote;
+
+impl AsyncRateLimiter<u64> for FailingRemote {
+    type Error = Refused;
+    type Pending = Pin<Box<dyn Future<Output = Result<Decision, Refused>> + Send>>;
+
+    fn begin(_: &Arc<Self>, _: &u64) -> Checked<Self::Pending> {
+        Checked::Later(Box::pin(async { Err(Refused) }))
+    }
+}
+
+/// With `MissingKey::Allow`, a request whose remote check fails passes: it
+/// must still have been counted by the local limit, or a client who can make
+/// the remote check fail would meet no limit at all.
+#[tokio::test]
+async fn a_failing_remote_check_still_counts_against_the_local_limit() {
+    let clock = ManualClock::new();
+    let per_client = Gcra::keyed::<u64>(Quota::per_hour(3).unwrap())
+        .max_keys(100)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let both = LocalThenRemote::new(
+        AllOf::new(per_client, |key: &u64| *key),
+        Arc::new(FailingRemote),
+        |key: &u64| *key,
+    );
+    let handler = tower::service_fn(|_: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+    });
+    let service = RateLimitLayer::new(both)
+        .key(NumberKey)
+        .missing_key(surgeguard::http::MissingKey::Allow)
+        .layer(handler);
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(
+            service
+                .clone()
+                .oneshot(keyed_request(7))
+                .await
+                .unwrap()
+                .status(),
+        );
+    }
+    let passed = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    assert_eq!(passed, 3, "the local limit of 3 still holds: {statuses:?}");
+}

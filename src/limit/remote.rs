@@ -143,8 +143,9 @@ impl<R: ?Sized + 'static> AsyncRateLimiter<R> for AllOf<R> {
 
 /// Local limits first, then a remote one, all or nothing: the remote limit
 /// is asked only when every local one allows (a flood that the per-client
-/// limit stops costs the fleet's limit nothing), and a remote denial or
-/// failure gives the local units back.
+/// limit stops costs the fleet's limit nothing), and a remote denial gives
+/// the local units back. A remote failure does not: whoever lets such a
+/// request through anyway has still counted it against the local limits.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -223,10 +224,16 @@ where
         Checked::Later(Box::pin(async move {
             match remote.await {
                 Ok(remote) if remote.is_allowed() => Ok(tighter(local, remote)),
-                refused => {
+                Ok(denied) => {
                     this.local.refund(std::borrow::Borrow::borrow(&key), 1);
-                    refused
+                    Ok(denied)
                 }
+                // A remote error keeps the local unit spent: the caller may
+                // let the request through (the middleware's
+                // `MissingKey::Allow`), and a client who can make the remote
+                // key fail (a key too long for Redis) must still meet the
+                // local limit.
+                Err(error) => Err(error),
             }
         }))
     }
