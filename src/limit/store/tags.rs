@@ -1,7 +1,7 @@
 //! The key table behind keyed GCRA: a check of a tracked key takes no lock.
 //!
-//! A keyed check used to take its shard's read lock (`store/entries.rs`): two atomic
-//! read-modify-writes (acquire, release) per check, on a cache line every
+//! A shard's read lock (what `store/entries.rs` takes) would cost a keyed check two atomic
+//! read-modify-writes (acquire, release), on a cache line every
 //! core checking that shard writes. They cost more than the GCRA decision
 //! itself. GCRA's whole state is one word (the TAT), so the key table can be
 //! made of words too, and a check of a tracked key can be done with plain
